@@ -1,0 +1,140 @@
+"""The stages of ``kdassert train`` and the cache that skips a stage whose output is valid.
+
+Each stage writes ``kdassert_stage.json`` beside its output, last: the stage's resolved config
+and its hash. A stage is skipped when that file exists with the same hash and its outputs are
+present; anything else (no file, other settings, an interrupted run) redoes the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from distillation.atomic import write_text_atomic
+from distillation.data import Seq2SeqCollator, load_dataset
+from distillation.input_format import InputFormatConfig, build_target, example_source
+from distillation.models import (
+    PRESETS,
+    build_model,
+    check_same_vocabulary,
+    load_tokenizer,
+    resolve_model_path,
+    save_format_config,
+)
+from distillation.records import read_examples
+from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
+from distillation.trainer import DistillationTrainer, OptimConfig, run_trainer, training_args
+
+logger = logging.getLogger(__name__)
+
+STAGE_FILE = "kdassert_stage.json"
+
+
+# --- stage cache ----------------------------------------------------------------------------
+
+def config_hash(resolved: dict) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_is_valid(directory: Path, resolved: dict, required: tuple[str, ...]) -> bool:
+    """True when ``directory`` holds this stage's output for exactly ``resolved``."""
+    marker = directory / STAGE_FILE
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    return recorded.get("hash") == config_hash(resolved) and all((directory / r).exists() for r in required)
+
+
+def mark_stage(directory: Path, resolved: dict) -> None:
+    """Record the resolved config beside the output; written last, so it marks completion."""
+    payload = {"hash": config_hash(resolved), "config": resolved}
+    write_text_atomic(directory / STAGE_FILE, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def clear_stage(directory: Path) -> None:
+    """Remove the completion marker before a stage (re)runs, so a crash never looks complete."""
+    (directory / STAGE_FILE).unlink(missing_ok=True)
+
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+def tokenizer_texts(data_path: Path, fmt: InputFormatConfig, limit: int | None = None):
+    """Model input texts and targets of a split: what the tokenizer must encode well."""
+    for count, example in enumerate(read_examples(data_path)):
+        if limit is not None and count >= limit:
+            return
+        yield example_source(example, fmt)
+        yield build_target(example.assertion)
+
+
+def build_tokenizer(data_path: Path, out_dir: Path, config: TokenizerConfig,
+                    fmt: InputFormatConfig, limit: int | None = None) -> Path:
+    """Train the byte-level BPE on a split and save it to ``out_dir``."""
+    tokenizer = train_tokenizer(tokenizer_texts(Path(data_path), fmt, limit), config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(tokenizer, out_dir)
+    logger.info("tokenizer with %d tokens written to %s", len(tokenizer), out_dir)
+    return out_dir
+
+
+# --- models ---------------------------------------------------------------------------------
+
+def init_model(spec: str, tokenizer, seed: int):
+    """A preset built for ``tokenizer``'s vocabulary, or a model directory loaded for training."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    if spec in PRESETS:
+        torch.manual_seed(seed)
+        return build_model(spec, tokenizer)
+    path = resolve_model_path(spec)
+    check_same_vocabulary(tokenizer, load_tokenizer(path))
+    return AutoModelForSeq2SeqLM.from_pretrained(path)
+
+
+def save_final(model_dir: Path, tokenizer, fmt: InputFormatConfig) -> None:
+    """Make ``model_dir`` loadable by ``load_seq2seq``: tokenizer and input format beside the weights."""
+    tokenizer.save_pretrained(str(model_dir))
+    save_format_config(model_dir, fmt)
+
+
+def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimConfig,
+                fmt: InputFormatConfig, limit: int | None, *, store=None, alpha: float = 0.0,
+                temperature: float = 1.0, teacher_model=None) -> Path:
+    """Train ``model`` on ``data_dir``/train.jsonl (evaluating on valid.jsonl); returns final dir."""
+    train = load_dataset(data_dir / "train.jsonl", tokenizer, fmt, limit, with_index=store is not None)
+    valid_path = data_dir / "valid.jsonl"
+    valid = load_dataset(valid_path, tokenizer, fmt, limit) if valid_path.is_file() else None
+    if store is not None and store.num_examples != len(train):
+        raise_store_mismatch(store, len(train))
+    trainer = DistillationTrainer(
+        model=model, args=training_args(optim, out_dir / "checkpoints", valid is not None),
+        data_collator=Seq2SeqCollator(tokenizer, store=store), train_dataset=train,
+        eval_dataset=valid, processing_class=tokenizer, alpha=alpha, temperature=temperature,
+        teacher_model=teacher_model,
+    )
+    final = out_dir / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    run_trainer(trainer, final)
+    save_final(final, tokenizer, fmt)
+    return final
+
+
+def raise_store_mismatch(store, num_train: int):
+    from distillation.errors import DataError
+
+    raise DataError(f"The logit store in {store.directory} holds {store.num_examples} examples but the "
+                    f"training split has {num_train}; rebuild it with `kdassert logits`.")
+
+
+def asdict_all(*configs) -> dict:
+    return {type(c).__name__: asdict(c) for c in configs}

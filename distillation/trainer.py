@@ -1,0 +1,163 @@
+"""Teacher training on hard labels and the distillation trainer, both on HF ``Seq2SeqTrainer``.
+
+Checkpoints, resume, evaluation, mixed precision and multi-process launch (``accelerate
+launch`` / ``torchrun``) come from the library: nothing here is specific to one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from distillation.errors import ConfigError, VocabMismatchError
+from distillation.losses import soft_loss
+from distillation.signals import DenseSignal, pop_signal
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Hyperparameters shared by teacher training and distillation."""
+
+    epochs: float = 3.0
+    """Passes over the training split (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: use epochs)."""
+    batch_size: int = 16
+    """Examples per device per step."""
+    grad_accum: int = 1
+    """Gradient accumulation steps."""
+    lr: float = 5e-4
+    """Peak learning rate (linear decay after warm-up)."""
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    seed: int = 0
+    bf16: str = "auto"
+    """bf16 mixed precision: "auto" (on where the hardware has fast bf16), "on" or "off"."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding)."""
+    eval_steps: int = 500
+    """Evaluate and checkpoint every N steps."""
+    save_total_limit: int = 2
+    logging_steps: int = 50
+
+    def __post_init__(self):
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("set epochs > 0 or max_steps > 0")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size and grad_accum must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.bf16 not in ("auto", "on", "off"):
+            raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
+        if self.eval_steps < 1:
+            raise ConfigError(f"eval_steps must be >= 1, got {self.eval_steps}")
+
+
+def fast_bf16_available() -> bool:
+    """bf16 is faster than fp32 here: a GPU that supports it, or a CPU with AVX512-BF16/AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(optim: OptimConfig) -> bool:
+    return optim.bf16 == "on" or (optim.bf16 == "auto" and fast_bf16_available())
+
+
+def training_args(optim: OptimConfig, output_dir: Path, has_eval: bool) -> Seq2SeqTrainingArguments:
+    """Trainer arguments for one run; the same code runs under accelerate/torchrun."""
+    return Seq2SeqTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=optim.epochs,
+        max_steps=optim.max_steps,
+        per_device_train_batch_size=optim.batch_size,
+        per_device_eval_batch_size=optim.batch_size,
+        gradient_accumulation_steps=optim.grad_accum,
+        learning_rate=optim.lr,
+        warmup_steps=optim.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=optim.weight_decay,
+        lr_scheduler_type="linear",
+        seed=optim.seed,
+        bf16=use_bf16(optim),
+        use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if optim.group_by_length else "random",
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=optim.eval_steps,
+        save_strategy="steps",
+        save_steps=optim.eval_steps,
+        save_total_limit=optim.save_total_limit,
+        logging_steps=optim.logging_steps,
+        remove_unused_columns=False,  # the collator needs each item's index into the logit store
+        dataloader_num_workers=0,
+        report_to="none",
+        disable_tqdm=None,
+    )
+
+
+def run_trainer(trainer: Seq2SeqTrainer, final_dir: Path) -> Path:
+    """Train (resuming from the newest checkpoint if any), save model + tokenizer to final_dir."""
+    output_dir = Path(trainer.args.output_dir)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        logger.info("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    if trainer.eval_dataset is not None:
+        metrics = trainer.evaluate()
+        logger.info("final evaluation: %s", metrics)
+    trainer.save_model(str(final_dir))
+    return final_dir
+
+
+class DistillationTrainer(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` with ``loss = alpha * T^2 * KL + (1 - alpha) * CE``.
+
+    The teacher signal comes with each batch (from the logit store, via the collator) or, when
+    ``teacher_model`` is given, from running the teacher live on the batch (full logits). Only
+    ``compute_loss`` is overridden. Batches without a signal (e.g. evaluation) get plain CE.
+    """
+
+    def __init__(self, *args, alpha: float = 0.5, temperature: float = 1.0, teacher_model=None,
+                 **kwargs):
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+        self.temperature = temperature
+        self.teacher_model = teacher_model
+        if teacher_model is not None:
+            if teacher_model.config.vocab_size != self.model.config.vocab_size:
+                raise VocabMismatchError("teacher and student logits have different vocabulary sizes")
+            self.teacher_model = teacher_model.to(self.args.device).eval()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        signal = pop_signal(inputs)
+        # The CE term is the base class's: alpha = 0 is plain fine-tuning, bit for bit.
+        ce, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                           num_items_in_batch=num_items_in_batch)
+        if signal is None and self.teacher_model is not None and self.alpha > 0:
+            signal = self._live_signal(inputs)
+        if self.alpha == 0 or signal is None:
+            return (ce, outputs) if return_outputs else ce
+        # Normalised by this batch's target tokens, like T5's own CE (which ignores num_items).
+        soft = soft_loss(outputs.logits, signal.to(outputs.logits.device), inputs["labels"],
+                         self.temperature)
+        loss = soft if self.alpha == 1 else self.alpha * soft + (1 - self.alpha) * ce
+        return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _live_signal(self, inputs) -> DenseSignal:
+        teacher_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
+        return DenseSignal(self.teacher_model(**teacher_inputs).logits.detach())
