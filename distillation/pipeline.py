@@ -144,10 +144,18 @@ class TrainResult:
     bench_report: Path | None
 
 
-def load_train_config(path, **overrides) -> TrainConfig:
-    """A TrainConfig from a TOML file (flat keys or a ``[train]`` table), then ``overrides``."""
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    data = data.get("train", data)
+def load_train_config(path=None, **overrides) -> TrainConfig:
+    """A TrainConfig from a TOML file (flat keys or a ``[train]`` table), then ``overrides``.
+
+    Overrides that are None are ignored, so unset CLI options keep the file's values.
+    """
+    data = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read the config file {path}: {exc}") from exc
+        data = data.get("train", data)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -1,0 +1,148 @@
+"""The teacher logit store: codecs round-trip within their stated error, shards are checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distillation.errors import ConfigError, CorruptShardError, DataError
+from distillation.logit_codec import EliasFano, QuantizedCodec, TopKCodec
+from distillation.logit_extract import LogitsConfig, extract_logits
+from distillation.logit_store import LogitStore
+from distillation.signals import topk_signal
+from tests.train_data import write_split
+
+
+def _logits(rows=40, vocab=300, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(0, 3, (rows, vocab)).astype(np.float32))
+
+
+@pytest.mark.parametrize(("vocab", "k"), [(8192, 32), (300, 300), (300, 7), (97, 5)])
+def test_elias_fano_ids_round_trip(vocab, k):
+    rng = np.random.default_rng(1)
+    ids = np.sort(np.stack([rng.choice(vocab, k, replace=False) for _ in range(30)]), axis=1)
+    codec = EliasFano(k, vocab)
+    assert np.array_equal(codec.decode(codec.encode(ids)), ids)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("fp16", 2e-3), ("int8", 0.06), ("int4", 1.0)])
+def test_topk_rows_round_trip(dtype, tolerance):
+    logits = _logits()
+    signal = topk_signal(logits, 16)
+    codec = TopKCodec(16, 300, dtype)
+    ids, values, leftover = codec.decode(codec.encode(
+        signal.ids.numpy(), signal.logprobs.numpy(), signal.leftover_logprob.numpy()))
+    order = np.argsort(signal.ids.numpy(), axis=1)
+    assert np.array_equal(ids, np.take_along_axis(signal.ids.numpy(), order, axis=1))
+    expected = np.take_along_axis(signal.logprobs.numpy(), order, axis=1)
+    # int codes: half a step of the row's range; fp16: relative rounding
+    span = expected.max(axis=1) - expected.min(axis=1)
+    bound = span / 255 / 2 + 0.01 if dtype == "int8" else (span / 15 / 2 + 0.01 if dtype == "int4" else tolerance)
+    assert (np.abs(values - expected).max(axis=1) <= bound).all()
+    assert np.abs(leftover - signal.leftover_logprob.numpy()).max() < 2e-3
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_quantized_rows_round_trip_within_half_a_step(bits):
+    logits = _logits().numpy()
+    codec = QuantizedCodec(300, bits)
+    restored = codec.decode(codec.encode(logits))
+    bound = QuantizedCodec.max_error(logits, bits) * 1.01 + 1e-6
+    assert (np.abs(restored - logits).max(axis=1) <= bound).all()
+    assert codec.row_bytes == 300 * bits // 8 + 8
+
+
+def test_topk_storage_budget_at_k32():
+    sizes = {dtype: TopKCodec(32, 8192, dtype).row_bytes for dtype in ("fp16", "int8", "int4")}
+    assert sizes == {"fp16": 110, "int8": 78, "int4": 62}
+    assert sizes["int4"] <= 64
+
+
+@pytest.fixture
+def split(tmp_path):
+    return write_split(tmp_path / "data", "train", 12)
+
+
+def _extract(model_dir, data, out, **kwargs):
+    return extract_logits(LogitsConfig(teacher=str(model_dir), data=str(data), out_dir=str(out),
+                                       batch_size=5, **kwargs))
+
+
+def test_store_matches_live_teacher(tiny_model_dir, split, tmp_path):
+    from distillation.data import Seq2SeqCollator, load_dataset
+    from distillation.models import load_format_config, load_seq2seq
+
+    store = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "store", k=8, dtype="fp16"))
+    manifest = store.manifest
+    assert (manifest["mode"], manifest["k"], manifest["num_examples"]) == ("topk", 8, 12)
+    assert manifest["teacher"]["model.safetensors_sha256"]
+    model, tokenizer = load_seq2seq(tiny_model_dir)
+    dataset = load_dataset(split, tokenizer, load_format_config(tiny_model_dir), with_index=True)
+    batch = Seq2SeqCollator(tokenizer, store=store)([dataset[i] for i in (3, 0, 7)])
+    with torch.no_grad():
+        live = topk_signal(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 labels=batch["labels"]).logits, 8)
+    mask = batch["labels"] != -100
+    stored_ids = batch["teacher_ids"][mask].sort(dim=-1)
+    live_ids = live.ids[mask].sort(dim=-1)
+    assert torch.equal(stored_ids.values, live_ids.values)
+    stored_lp = batch["teacher_logprobs"][mask].gather(-1, stored_ids.indices)
+    live_lp = live.logprobs[mask].gather(-1, live_ids.indices)
+    assert torch.allclose(stored_lp, live_lp, atol=5e-3)
+    assert store.bytes_per_token() == TopKCodec(8, manifest["vocab_size"], "fp16").row_bytes
+
+
+def test_quantized_store_gives_dense_logits(tiny_model_dir, split, tmp_path):
+    store = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "q", mode="quantized", bits=8))
+    labels = torch.full((1, 9), -100)
+    count = len(store.example_rows(2))
+    labels[0, :count] = 1
+    signal = store.batch_signal([2], labels)
+    assert signal.logits.shape == (1, 9, store.vocab_size)
+    assert signal.logits[0, count:].abs().sum().item() == 0.0
+    with pytest.raises(DataError, match="does not match"):
+        store.batch_signal([3 if len(store.example_rows(3)) != count else 0], labels[:, :1].clone().fill_(1))
+
+
+def test_split_extraction_equals_single_process(tiny_model_dir, split, tmp_path):
+    single = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "one", k=4))
+    _extract(tiny_model_dir, split, tmp_path / "two", k=4, num_shards=2, shard_index=1)
+    assert not (tmp_path / "two" / "manifest.json").exists()
+    with pytest.raises(DataError, match="--shard-index"):
+        LogitStore.open(tmp_path / "two")
+    _extract(tiny_model_dir, split, tmp_path / "two", k=4, num_shards=2, shard_index=0)
+    split_store = LogitStore.open(tmp_path / "two")
+    assert len(split_store.shards) == 2
+    for index in range(12):
+        assert np.array_equal(split_store.example_rows(index), single.example_rows(index))
+
+
+def test_truncated_shard_is_named(tiny_model_dir, split, tmp_path):
+    out = _extract(tiny_model_dir, split, tmp_path / "store", k=4)
+    shard = out / "shard-00000-of-00001.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(CorruptShardError, match="shard-00000-of-00001.npy.*truncated"):
+        LogitStore.open(out)
+
+
+def test_flipped_byte_is_detected(tiny_model_dir, split, tmp_path):
+    out = _extract(tiny_model_dir, split, tmp_path / "store", k=4)
+    shard = out / "shard-00000-of-00001.npy"
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0x40
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match="shard-00000-of-00001.npy.*checksum"):
+        LogitStore.open(out)
+    assert json.loads((out / "manifest.json").read_text())["shards"][0]["sha256"]
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="mode"):
+        LogitsConfig(teacher="t", data="d", out_dir="o", mode="dense")
+    with pytest.raises(ConfigError, match="bits"):
+        LogitsConfig(teacher="t", data="d", out_dir="o", bits=3)
+    with pytest.raises(ConfigError, match="shard_index"):
+        LogitsConfig(teacher="t", data="d", out_dir="o", num_shards=2, shard_index=2)

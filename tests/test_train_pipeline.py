@@ -1,0 +1,141 @@
+"""``kdassert train`` end to end on tiny presets, the stage cache, and the distillation trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from distillation.cli import main
+from distillation.errors import ConfigError, VocabMismatchError
+from distillation.models import load_seq2seq
+from distillation.pipeline import TrainConfig, load_train_config, run_train
+from tests.train_data import write_dataset
+
+TINY = ["--teacher", "tiny", "--student", "tiny", "--topk", "8", "--vocab-size", "300",
+        "--max-steps", "3", "--teacher-max-steps", "3", "--batch-size", "4", "--eval-steps", "2",
+        "--bench-limit", "2", "--bf16", "off"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny pipeline run through the CLI, shared by the tests that only read its outputs."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_dataset(root / "data")
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "-o", str(root / "runs"), *TINY])
+    assert result.exit_code == 0, result.output
+    return root, result
+
+
+def test_train_leaves_a_loadable_student(trained):
+    root, result = trained
+    final = root / "runs" / "students" / "tiny-topk-a0.5-T2" / "final"
+    assert f"student: {final}" in result.output
+    model, tokenizer = load_seq2seq(final)
+    assert model.config.vocab_size == len(tokenizer) == 300
+    assert (final / "kdassert_format.json").is_file()
+    stage = json.loads((final.parent / "kdassert_stage.json").read_text())
+    assert stage["config"]["alpha"] == 0.5 and stage["config"]["temperature"] == 2.0
+    bench = json.loads((final.parent / "bench.json").read_text())
+    assert bench["examples"] == 2 and 0.0 <= bench["exact_match"] <= 1.0
+    manifest = json.loads((root / "runs" / "logits" / "topk-k8-int8" / "manifest.json").read_text())
+    assert manifest["num_examples"] == 24 and manifest["k"] == 8
+
+
+def test_second_run_is_cached(trained):
+    root, _ = trained
+    weights = [root / "runs" / d / "model.safetensors" for d in
+               ("teacher/final", "students/tiny-topk-a0.5-T2/final")]
+    before = [w.stat().st_mtime_ns for w in weights]
+    result = CliRunner().invoke(main, ["train", "--data", str(root / "data"), "-o", str(root / "runs"), *TINY])
+    assert result.exit_code == 0, result.output
+    assert [w.stat().st_mtime_ns for w in weights] == before
+
+
+def test_sweep_reuses_teacher_and_separates_students(trained):
+    root, _ = trained
+    teacher_weights = root / "runs" / "teacher" / "final" / "model.safetensors"
+    before = teacher_weights.stat().st_mtime_ns
+    config = load_train_config(None, data_dir=str(root / "data"), out_dir=str(root / "runs"),
+                               teacher="tiny", student="tiny", topk=8, vocab_size=300, max_steps=2,
+                               teacher_max_steps=3, batch_size=4, eval_steps=2, bench_limit=0, bf16="off")
+    result = run_train(dataclasses.replace(config, alpha=0.0, temperature=1.0))
+    assert result.student_dir.parent.name == "tiny-topk-a0-T1"
+    assert result.bench_report is None
+    assert teacher_weights.stat().st_mtime_ns == before
+    load_seq2seq(result.student_dir)
+
+
+def test_mismatched_student_vocabulary_is_refused(trained, tiny_model_dir):
+    root, _ = trained
+    result = CliRunner().invoke(main, ["train", "--data", str(root / "data"), "-o", str(root / "runs"),
+                                       *TINY, "--student", str(tiny_model_dir), "--max-steps", "1"])
+    assert result.exit_code == 1
+    assert "vocabularies differ" in result.output
+
+
+def test_toml_config_and_overrides(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text('[train]\ndata_dir = "d"\nalpha = 0.25\nlogits_mode = "quantized"\nbits = 4\n')
+    config = load_train_config(path, alpha=0.75, temperature=None)
+    assert (config.alpha, config.logits_mode, config.bits, config.temperature) == (0.75, "quantized", 4, 2.0)
+    path.write_text("alpah = 0.5\n")
+    with pytest.raises(ConfigError, match="alpah"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match="alpha"):
+        TrainConfig(alpha=1.5)
+
+
+def _trainer(model, tokenizer, cls, **kwargs):
+    from distillation.trainer import OptimConfig, training_args
+
+    args = training_args(OptimConfig(max_steps=1, bf16="off"), "/tmp/kdassert-unused", has_eval=False)
+    return cls(model=model, args=args, processing_class=tokenizer, **kwargs)
+
+
+def _inputs(tokenizer):
+    from distillation.data import Seq2SeqCollator, encode_examples
+    from distillation.input_format import InputFormatConfig
+    from tests.train_data import make_examples
+
+    items = encode_examples(make_examples(3), tokenizer, InputFormatConfig())
+    return Seq2SeqCollator(tokenizer)(items)
+
+
+def test_alpha_zero_is_plain_fine_tuning(tiny_model_dir):
+    from transformers import Seq2SeqTrainer
+
+    from distillation.signals import DenseSignal, signal_to_batch
+    from distillation.trainer import DistillationTrainer
+
+    model, tokenizer = load_seq2seq(tiny_model_dir)
+    inputs = _inputs(tokenizer)
+    plain = _trainer(model, tokenizer, Seq2SeqTrainer).compute_loss(model, dict(inputs))
+    noise = DenseSignal(torch.randn(*inputs["labels"].shape, model.config.vocab_size))
+    distil = _trainer(model, tokenizer, DistillationTrainer, alpha=0.0, temperature=2.0)
+    assert torch.equal(distil.compute_loss(model, {**inputs, **signal_to_batch(noise)}), plain)
+    mixed = _trainer(model, tokenizer, DistillationTrainer, alpha=0.5, temperature=2.0)
+    assert mixed.compute_loss(model, {**inputs, **signal_to_batch(noise)}).item() != pytest.approx(plain.item())
+
+
+def test_online_teacher_signal(tiny_model_dir):
+    from distillation.trainer import DistillationTrainer
+
+    model, tokenizer = load_seq2seq(tiny_model_dir)
+    teacher, _ = load_seq2seq(tiny_model_dir)
+    inputs = _inputs(tokenizer)
+    trainer = _trainer(model, tokenizer, DistillationTrainer, alpha=1.0, temperature=1.0, teacher_model=teacher)
+    # The teacher is the student itself, so the pure KL term is zero.
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_init_model_refuses_other_vocabulary(tiny_model_dir):
+    from distillation.stages import init_model
+    from distillation.tokenizer import TokenizerConfig, train_tokenizer
+
+    other = train_tokenizer(["completely different text"] * 5, TokenizerConfig(vocab_size=270, min_frequency=1))
+    with pytest.raises(VocabMismatchError, match="same tokenizer"):
+        init_model(str(tiny_model_dir), other, seed=0)
