@@ -1,16 +1,87 @@
-"""pytest hooks for kdassert. The plugin object is registered only with --suggest-asserts."""
+"""pytest hooks for kdassert. The plugin object is registered only with --suggest-asserts.
+
+Nothing heavy is imported here: a plain ``pytest`` run pays for this module only.
+"""
 
 from __future__ import annotations
+
+import pytest
+
+SESSION_KEY = pytest.StashKey[object]()
+"""``config.stash[SESSION_KEY]``: the active :class:`~pytest_kdassert.session.KdassertSession`."""
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    from pytest_kdassert import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("kdassert", "suggest missing assertions with a local model")
     group.addoption(
-        "--suggest-asserts",
-        action="store",
-        nargs="?",
-        const="diff",
-        default=None,
-        choices=("diff", "apply", "review"),
-        help="suggest assertions for tests that lack them: diff (default), apply or review.",
+        "--suggest-asserts", action="store", nargs="?", const="diff", default=None,
+        choices=("diff", "apply", "review"), metavar="MODE",
+        help="suggest assertions for tests with `assert ...` or no assertion: diff (default, "
+             "prints patches), apply (writes files) or review (asks each; needs -s).",
     )
+    group.addoption("--kdassert-model", default=None, metavar="DIR",
+                    help="model directory, or `default` for the bundled student "
+                         "(ini: kdassert_model).")
+    group.addoption("--kdassert-beams", type=int, default=None, metavar="N",
+                    help="beam width = candidates per site (default 5; ini: kdassert_beams).")
+    group.addoption("--kdassert-all", action="store_true", default=False,
+                    help="also suggest for tests that already assert something.")
+    group.addoption("--kdassert-no-verify", action="store_true", default=False,
+                    help="keep the model's top candidate without running it in the test.")
+    group.addoption("--kdassert-report", default=None, metavar="FILE.json",
+                    help="write every site, candidate and verification outcome as JSON.")
+    parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
+                  default="default")
+    parser.addini("kdassert_beams", "beam width for --suggest-asserts", default="5")
+
+
+def pytest_configure(config) -> None:
+    mode = config.getoption("suggest_asserts", None)
+    if not mode or hasattr(config, "workerinput"):
+        return  # off, or an xdist worker (the controller explains why)
+    settings = _settings(config, mode)
+    if _xdist_active(config):
+        config.pluginmanager.register(_XdistNotice(), "kdassert-xdist-notice")
+        return
+    from pytest_kdassert.session import KdassertSession
+
+    session = KdassertSession(config, settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "kdassert-session")
+
+
+def _settings(config, mode):
+    from distillation.errors import ConfigError
+    from pytest_kdassert.config import SuggestConfig
+
+    beams = config.getoption("kdassert_beams") or config.getini("kdassert_beams")
+    try:
+        return SuggestConfig(
+            mode=mode,
+            model=config.getoption("kdassert_model") or config.getini("kdassert_model"),
+            num_beams=int(beams),
+            all_tests=config.getoption("kdassert_all"),
+            verify=not config.getoption("kdassert_no_verify"),
+            report=config.getoption("kdassert_report"),
+        )
+    except (ConfigError, ValueError) as exc:
+        raise pytest.UsageError(f"kdassert: {exc}") from exc
+
+
+def _xdist_active(config) -> bool:
+    return bool(config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None))
+
+
+class _XdistNotice:
+    """Under ``pytest -n``, tests run in other processes: say so once, suggest nothing."""
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminalreporter.write_line(
+            "kdassert: --suggest-asserts is off under pytest-xdist (-n); run without -n "
+            "(or with -n 0) to get suggestions.", yellow=True)

@@ -1,0 +1,41 @@
+"""The plugin's settings, built once from the command line and ini file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distillation.errors import ConfigError
+
+MODES = ("diff", "apply", "review")
+
+
+@dataclass(frozen=True)
+class SuggestConfig:
+    """How ``pytest --suggest-asserts`` behaves; one field per option."""
+
+    mode: str = "diff"
+    """``diff`` prints a patch per file, ``apply`` writes the files, ``review`` asks first."""
+    model: str = "default"
+    """Model directory, or ``default`` for the student bundled in the package."""
+    num_beams: int = 5
+    """Beam width; also how many candidates each site gets."""
+    batch_size: int = 16
+    """Sites per generation batch."""
+    all_tests: bool = False
+    """Also suggest for tests that already assert something (after their last statement)."""
+    verify: bool = True
+    """Run candidates in the test's own frame and keep the best one that passes."""
+    report: str | None = None
+    """Write a JSON report (one record per site) to this path."""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"--suggest-asserts must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.num_beams < 1:
+            raise ConfigError(f"--kdassert-beams must be >= 1, got {self.num_beams}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--kdassert-batch-size must be >= 1, got {self.batch_size}")
+        if not self.model:
+            raise ConfigError("--kdassert-model is empty: pass a model directory or `default`")
+        if self.report is not None and not self.report.endswith(".json"):
+            raise ConfigError(f"--kdassert-report must name a .json file, got {self.report!r}")

@@ -1,0 +1,148 @@
+"""Focal-test discovery: which collected tests want an assertion, and where.
+
+A *site* is one place a suggestion goes: an ``assert ...`` placeholder line, or the end of a
+test that asserts nothing. Parametrized instances of one function share their sites.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillation.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
+
+PLACEHOLDER_MODE = "placeholder"
+APPEND_MODE = "append"
+
+
+@dataclass
+class Site:
+    """One suggestion slot in one test function."""
+
+    path: Path
+    qualname: str
+    """``test_x``, ``TestA.test_x`` or ``TestA.Inner.test_x``: how the rewriter finds the def."""
+    line: int
+    """1-based line of the placeholder, or of the test's last statement (append mode)."""
+    mode: str
+    """``placeholder`` or ``append``."""
+    masked_source: str
+    """The dedented test with ``<AssertPlaceHolder>`` at this site: what the model reads."""
+    indent: str = "    "
+    nodeids: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (str(self.path), self.qualname, self.line)
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """The AST of a collected test function and where it sits."""
+
+    node: ast.FunctionDef | ast.AsyncFunctionDef
+    qualname: str
+    lines: list[str]
+
+
+def code_of_test(obj):
+    """The code object the test runs as (unwrapped, bound methods resolved), or None."""
+    try:
+        func = inspect.unwrap(obj)
+    except ValueError:
+        return None
+    func = getattr(func, "__func__", func)
+    return getattr(func, "__code__", None)
+
+
+def find_function(tree: ast.Module, lineno: int, name: str) -> tuple[ast.AST, str] | None:
+    """The def named ``name`` whose body holds ``lineno`` (a code object's first line)."""
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        parent, prefix = stack.pop()
+        for node in ast.iter_child_nodes(parent):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if node.name == name and start <= lineno <= node.end_lineno:
+                    return node, prefix + node.name
+            elif isinstance(node, ast.ClassDef):
+                stack.append((node, f"{prefix}{node.name}."))
+    return None
+
+
+def _flat_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Every statement in a body, nested blocks included, excluding nested defs and classes."""
+    out = []
+    for stmt in body:
+        out.append(stmt)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            out.extend(_flat_statements(getattr(stmt, name, []) or []))
+        for handler in getattr(stmt, "handlers", []) or []:
+            out.extend(_flat_statements(handler.body))
+        for case in getattr(stmt, "cases", []) or []:
+            out.extend(_flat_statements(case.body))
+    return out
+
+
+def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False) -> list[Site]:
+    """The sites of one test function: its placeholders, else its end if it asserts nothing."""
+    node = info.node
+    statements = _flat_statements(node.body)
+    placeholders = [s for s in statements if is_placeholder_assert(s)]
+    if placeholders:
+        return [_site(info, path, s.lineno, PLACEHOLDER_MODE) for s in placeholders]
+    if any(assertion_kind(s) is not None for s in statements) and not all_tests:
+        return []
+    if _is_trivial(node):
+        return []
+    last = node.body[-1]
+    return [_site(info, path, last.end_lineno, APPEND_MODE)]
+
+
+def _is_trivial(node) -> bool:
+    """A body of only ``pass``/``...``/a docstring has nothing to check."""
+    for stmt in node.body:
+        if isinstance(stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue
+        return False
+    return True
+
+
+def _site(info: FunctionInfo, path: Path, line: int, mode: str) -> Site:
+    node = info.node
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+    lines = list(info.lines[start:node.end_lineno])
+    body_indent = _indent_of(info.lines[node.body[0].lineno - 1])
+    if mode == PLACEHOLDER_MODE:
+        offset = line - 1 - start
+        lines[offset] = _indent_of(lines[offset]) + PLACEHOLDER
+    else:
+        lines = lines[: line - start]
+        lines.append(body_indent + PLACEHOLDER)
+    masked = textwrap.dedent("\n".join(lines))
+    return Site(path=path, qualname=info.qualname, line=line, mode=mode,
+                masked_source=masked, indent=body_indent)
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def function_info(source: str, code) -> FunctionInfo | None:
+    """Locate the test function whose code object is ``code`` in its file's ``source``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    found = find_function(tree, code.co_firstlineno, code.co_name)
+    if found is None:
+        return None
+    node, qualname = found
+    return FunctionInfo(node=node, qualname=qualname, lines=source.splitlines())

@@ -1,0 +1,33 @@
+"""The ``--kdassert-report`` JSON file: one record per suggestion site."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distillation.atomic import write_text_atomic
+
+REPORT_VERSION = 1
+
+
+def site_record(state, display_path: str) -> dict:
+    """One site's record: where it is, its focal function, the choice and every candidate."""
+    site = state.site
+    return {
+        "nodeid": site.nodeids[0] if site.nodeids else None,
+        "nodeids": list(site.nodeids),
+        "file": display_path,
+        "line": site.line,
+        "function": site.qualname,
+        "mode": site.mode,
+        "focal": state.focal_name,
+        "status": state.status,
+        "chosen": state.chosen.text if state.chosen else None,
+        "candidates": [c.to_dict() for c in state.candidates],
+    }
+
+
+def write_report(path: str | Path, records: list[dict], settings: dict) -> None:
+    """Write the report atomically; ``settings`` is the resolved SuggestConfig."""
+    payload = {"version": REPORT_VERSION, "settings": settings, "sites": records}
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,91 @@
+"""End of session: print diffs, write files or review them, and write the JSON report."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pytest_kdassert.changes import Change
+from pytest_kdassert.report import site_record, write_report
+from pytest_kdassert.review import review_changes
+
+
+def finish(session, reporter) -> None:
+    """Everything ``--suggest-asserts`` prints and writes after the tests ran."""
+    settings = session.settings
+    states = sorted(session.states.values(), key=lambda s: (str(s.site.path), s.site.line))
+    reporter.section("kdassert suggestions")
+    for message in session.messages:
+        reporter.write_line(message)
+    _describe_sites(states, reporter)
+    for state in states:
+        if state.chosen is not None:
+            site = state.site
+            session.changeset.add(Change(site.path, site.qualname, site.line, site.mode,
+                                         state.chosen.text, site.nodeids[0]))
+    if settings.mode == "review":
+        _review(session, reporter)
+    else:
+        _diff_or_apply(session, reporter, write=settings.mode == "apply")
+    if settings.report:
+        records = [site_record(s, session.changeset.display_name(s.site.path)) for s in states]
+        write_report(settings.report, records, dataclasses.asdict(settings))
+        reporter.write_line(f"kdassert: report written to {settings.report}")
+
+
+def _describe_sites(states, reporter) -> None:
+    suggested = sum(1 for s in states if s.chosen is not None)
+    reporter.write_line(f"kdassert: {len(states)} site(s) wanting an assertion, "
+                        f"{suggested} with a suggestion")
+    verbose = reporter.verbosity > 0
+    for state in states:
+        name = state.site.nodeids[0]
+        if state.status == "test-failed":
+            reporter.write_line(f"  {name}: the test fails on its own, no suggestion", red=True)
+        elif state.status != "suggested":
+            reporter.write_line(f"  {name}: {state.status.replace('-', ' ')}")
+        if verbose:
+            focal = state.focal_name or "(none found)"
+            reporter.write_line(f"  {name} line {state.site.line}, focal {focal}:")
+            for check in state.candidates:
+                mark = "*" if check is state.chosen else " "
+                score = "" if check.score is None else f" [{check.score:.3f}]"
+                detail = f" ({check.detail})" if check.detail else ""
+                reporter.write_line(f"   {mark} {check.outcome:<13} {check.text}{score}{detail}")
+
+
+def _diff_or_apply(session, reporter, write: bool) -> None:
+    changeset = session.changeset
+    for path in sorted(changeset.changes):
+        result = changeset.render(path)
+        name = changeset.display_name(path)
+        if result.problem is None and write:
+            result = changeset.write(result)
+        if result.problem is not None:
+            reporter.write_line(f"kdassert: skipped {name}: {result.problem}", yellow=True)
+        elif write:
+            reporter.write_line(f"kdassert: wrote {result.count} assertion(s) to {name}", green=True)
+        else:
+            reporter.write(result.diff)
+    if changeset.changes and not write:
+        reporter.write_line("kdassert: nothing was written; use --suggest-asserts=apply or "
+                            "=review to change the files")
+
+
+def _review(session, reporter) -> None:
+    changeset = session.changeset
+    capman = session.config.pluginmanager.get_plugin("capturemanager")
+    if capman is not None:
+        capman.suspend_global_capture(in_=True)
+    pending = [c for path in sorted(changeset.changes) for c in changeset.changes[path]]
+    accepted = review_changes(pending, changeset, input, reporter.write)
+    by_file: dict = {}
+    for change in accepted:
+        by_file.setdefault(change.path, []).append(change)
+    for path, changes in by_file.items():
+        result = changeset.write(changeset.render(path, changes))
+        name = changeset.display_name(path)
+        if result.problem is not None:
+            reporter.write_line(f"kdassert: skipped {name}: {result.problem}", yellow=True)
+        else:
+            reporter.write_line(f"kdassert: wrote {result.count} assertion(s) to {name}", green=True)
+    reporter.write_line(f"kdassert: accepted {len(accepted)} of {len(pending)} suggestion(s)")

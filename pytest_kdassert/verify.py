@@ -1,0 +1,140 @@
+"""Verification: run each candidate inside the test's own frame, after the test's code ran.
+
+During the test call a tracer scoped to the test function's frame waits for the placeholder
+line (or, for a test without assertions, for the frame to return) and evaluates every
+candidate against a copy of the frame's namespace. Model text runs nowhere else. The tracer
+chains to whatever tracer was installed before (coverage, debuggers) and restores it.
+
+:meth:`Verifier.check` is the hook point for grounding (issue 6): it receives a candidate
+and the captured ``globals``/``locals`` and may evaluate sub-expressions there.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass, field
+
+from distillation.assertions import assertion_kind, is_placeholder_assert, normalize_assertion
+
+PASSED = "passed"
+FAILED = "failed"  # raised AssertionError
+ERROR = "error"  # raised anything else
+SYNTAX = "syntax"  # does not parse as one statement
+NOT_ASSERTION = "not-assertion"
+TRIVIAL = "trivial"  # asserts a constant: proves nothing
+NOT_REACHED = "not-reached"  # the site never executed (test skipped, failed before it, ...)
+UNVERIFIED = "unverified"  # --kdassert-no-verify
+
+
+@dataclass
+class CheckResult:
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class CandidateCheck:
+    """One candidate and what verification made of it (over every run of its site)."""
+
+    text: str
+    score: float | None
+    rank: int
+    outcome: str = NOT_REACHED
+    detail: str = ""
+    runs: int = field(default=0, repr=False)
+
+    def record(self, result: CheckResult) -> None:
+        """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
+        self.runs += 1
+        if self.outcome in (FAILED, ERROR):
+            return
+        self.outcome, self.detail = result.outcome, result.detail
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "score": self.score, "rank": self.rank,
+                "outcome": self.outcome, "detail": self.detail}
+
+
+class Verifier:
+    """Static screening and in-frame evaluation of candidates."""
+
+    def __init__(self):
+        self._compiled: dict[str, object] = {}
+
+    def screen(self, text: str) -> tuple[str | None, CheckResult | None]:
+        """``(normalised text, None)`` for a checkable assertion, else ``(None, why not)``."""
+        normalized = normalize_assertion(text)
+        if normalized is None:
+            return None, CheckResult(SYNTAX, "does not parse as one statement")
+        stmt = ast.parse(normalized).body[0]
+        if assertion_kind(stmt) is None or is_placeholder_assert(stmt):
+            return None, CheckResult(NOT_ASSERTION, "not an assertion")
+        if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Constant):
+            return None, CheckResult(TRIVIAL, "asserts a constant")
+        return normalized, None
+
+    def check(self, candidate: str, frame_globals: dict, frame_locals: dict) -> CheckResult:
+        """Run ``candidate`` against a merged copy of the frame's namespace."""
+        code = self._compiled.get(candidate)
+        if code is None:
+            code = self._compiled[candidate] = compile(candidate, "<kdassert-candidate>", "exec")
+        namespace = dict(frame_globals)
+        namespace.update(frame_locals)  # one dict, so comprehensions see the test's locals
+        try:
+            exec(code, namespace)  # noqa: S102 - the test's own context, by design
+        except KeyboardInterrupt:
+            raise
+        except AssertionError as exc:
+            return CheckResult(FAILED, _describe(exc))
+        except BaseException as exc:  # noqa: BLE001 - pytest.fail, SystemExit, anything
+            return CheckResult(ERROR, f"{type(exc).__name__}: {_describe(exc)}")
+        return CheckResult(PASSED)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+class FrameTrap:
+    """Context manager: call back when the target frame reaches given lines or returns.
+
+    ``on_line`` maps 1-based line numbers to callables taking the frame; ``on_return`` is
+    called with the frame when it returns (normally or not: the test's own outcome decides
+    whether the evaluation counts).
+    """
+
+    def __init__(self, code, on_line: dict | None = None, on_return=None):
+        self.code = code
+        self.on_line = on_line or {}
+        self.on_return = on_return
+        self._previous = None
+
+    def __enter__(self) -> FrameTrap:
+        self._previous = sys.gettrace()
+        sys.settrace(self._global_trace)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        sys.settrace(self._previous)
+
+    def _global_trace(self, frame, event, arg):
+        previous = self._previous
+        chained = previous(frame, event, arg) if previous is not None else None
+        if frame.f_code is not self.code:
+            return chained
+        return self._local_tracer(chained)
+
+    def _local_tracer(self, chained):
+        def local(frame, event, arg):
+            nonlocal chained
+            if chained is not None:
+                chained = chained(frame, event, arg)
+            if event == "line" and frame.f_lineno in self.on_line:
+                self.on_line[frame.f_lineno](frame)
+            elif event == "return" and self.on_return is not None:
+                self.on_return(frame)
+            return local
+
+        return local
