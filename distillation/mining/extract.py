@@ -1,0 +1,155 @@
+"""Turn one test file into examples: mask each assertion, attach its focal function."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillation.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
+from distillation.mining.discover import (
+    TestFunction,
+    find_test_functions,
+    module_name,
+    parse_source,
+    read_source,
+)
+from distillation.mining.fixtures import conftest_fixture_types, module_fixture_types
+from distillation.mining.focal import (
+    FocalResolver,
+    TestScope,
+    flatten_statements,
+    last_call_baseline,
+)
+from distillation.mining.symbols import Definition, ProjectIndex, dedent_lines, import_table
+from distillation.records import Example
+
+_SETUP_NAMES = ("setUp", "setup_method", "setUpClass", "setup_class")
+
+
+@dataclass
+class FileResult:
+    """Examples of one test file (with their assertion kinds), or why it was skipped."""
+
+    examples: list[tuple[Example, str]] = field(default_factory=list)
+    skipped: str | None = None
+    tests: int = 0
+    skipped_assertions: int = 0
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Which tests yield examples."""
+
+    min_assertions: int = 1
+    max_assertions: int = 3
+    max_file_bytes: int = 1_000_000
+    focal_strategy: str = "dataflow"
+    """``dataflow`` (see focal.py) or ``last_call``: the prototype's baseline rule."""
+
+
+def extract_file(index: ProjectIndex, project: str, rel: Path,
+                 config: ExtractConfig) -> FileResult:
+    """All examples of test file ``rel`` (relative to ``index.root``)."""
+    text, reason = read_source(index.root / rel, config.max_file_bytes)
+    if text is None:
+        return FileResult(skipped=reason)
+    tree, reason = parse_source(text, str(rel))
+    if tree is None:
+        return FileResult(skipped=reason)
+    lines = text.splitlines()
+    module = module_name(index.root, rel)
+    imports = import_table(tree, module, rel.name == "__init__.py")
+    result = FileResult()
+    tests = find_test_functions(tree)
+    fixtures = {}
+    if tests:
+        fixtures = {**conftest_fixture_types(index, rel, index.fixture_cache),
+                    **module_fixture_types(index, tree, imports)}
+    setup_types: dict[int, dict[str, Definition]] = {}
+    for test in tests:
+        result.tests += 1
+        scope_imports = {**imports, **_local_imports(test.node, module)}
+        args = test.node.args
+        attr_types = {a.arg: fixtures[a.arg] for a in [*args.posonlyargs, *args.args]
+                      if a.arg in fixtures}
+        if test.class_node is not None:
+            key = id(test.class_node)
+            if key not in setup_types:
+                setup_types[key] = _setup_types(index, scope_imports, test.class_node)
+            attr_types.update(setup_types[key])
+        scope = TestScope(index, scope_imports, flatten_statements(test.node.body), attr_types)
+        _extract_test(scope, test, lines, project, rel.as_posix(), config, result)
+    return result
+
+
+def _local_imports(node: ast.AST, module: str) -> dict[str, str]:
+    body = [n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return import_table(ast.Module(body=body, type_ignores=[]), module) if body else {}
+
+
+def _setup_types(index: ProjectIndex, imports: dict[str, str],
+                 cls: ast.ClassDef) -> dict[str, Definition]:
+    """Classes of ``self.x = Cls(...)`` in a test class's setUp/setup_method."""
+    types: dict[str, Definition] = {}
+    for item in cls.body:
+        if isinstance(item, ast.FunctionDef) and item.name in _SETUP_NAMES:
+            statements = flatten_statements(item.body)
+            resolver = FocalResolver(TestScope(index, imports, statements))
+            for pos, stmt in enumerate(statements):
+                if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
+                    found = resolver.type_of(stmt.value, pos)
+                    for target in stmt.targets:
+                        if found is not None and isinstance(target, ast.Attribute):
+                            types[f"self.{target.attr}"] = found
+    return types
+
+
+def _extract_test(scope: TestScope, test: TestFunction, lines: list[str], project: str,
+                  test_file: str, config: ExtractConfig, result: FileResult) -> None:
+    positions = [pos for pos, stmt in enumerate(scope.statements)
+                 if assertion_kind(stmt) is not None and not is_placeholder_assert(stmt)]
+    if not config.min_assertions <= len(positions) <= config.max_assertions:
+        return
+    resolver = FocalResolver(scope)
+    node = test.node
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    for k, pos in enumerate(positions):
+        stmt = scope.statements[pos]
+        masked = mask_statement(lines, start, node.end_lineno, stmt, node.col_offset)
+        if masked is None:
+            result.skipped_assertions += 1
+            continue
+        focal = resolver.focal(pos) if config.focal_strategy == "dataflow" \
+            else last_call_baseline(scope, pos)
+        example = Example(
+            id=f"{project}:{test_file}::{test.name}#{k}",
+            project=project,
+            test_file=test_file,
+            test_name=test.name,
+            focal_name=focal.qualname if focal else None,
+            focal_source=scope.index.source(focal) if focal else "",
+            test_source_masked=masked,
+            assertion=ast.unparse(stmt),
+        )
+        result.examples.append((example, assertion_kind(stmt).value))
+
+
+def mask_statement(lines: list[str], start: int, end: int, stmt: ast.stmt,
+                   indent: int) -> str | None:
+    """Lines ``start..end`` (1-based) with ``stmt`` replaced by one placeholder line, dedented.
+
+    None when the statement shares a line with other code (``x = 1; assert x``).
+    """
+    first, last = lines[stmt.lineno - 1], lines[stmt.end_lineno - 1]
+    after = last.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", errors="ignore")
+    if first[: stmt.col_offset].strip() or _code_after(after):
+        return None
+    placeholder = first[: stmt.col_offset] + PLACEHOLDER
+    body = [*lines[start - 1: stmt.lineno - 1], placeholder, *lines[stmt.end_lineno: end]]
+    return dedent_lines(body, indent)
+
+
+def _code_after(rest: str) -> bool:
+    rest = rest.strip()
+    return bool(rest) and not rest.startswith("#")
