@@ -43,6 +43,47 @@ def main(verbose: int, quiet: int) -> None:
 
 # --- mining commands (issue: mining) -------------------------------------------------------
 
+@main.command("mine")
+@click.argument("sources", nargs=-1)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory (train/valid/test.jsonl, stats.json, mine_config.json).")
+@click.option("--corpus", default=None,
+              help="Corpus file of pinned specs; 'default' = the bundled training corpus.")
+@click.option("--cache-dir", default="~/.cache/kdassert/sources", show_default=True,
+              help="Where pypi: sources are downloaded and unpacked.")
+@click.option("--split", type=click.Choice(["project", "none"]), default="project",
+              show_default=True, help="Split by project, or write one examples.jsonl.")
+@click.option("--max-per-project", type=int, default=4000, show_default=True,
+              help="Cap on examples per project (0 = no cap).")
+@click.option("--valid-fraction", type=float, default=0.05, show_default=True,
+              help="Share of projects in valid.jsonl.")
+@click.option("--test-fraction", type=float, default=0.05, show_default=True,
+              help="Share of projects in test.jsonl (held-out projects always go there).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option("--max-assertions", type=int, default=3, show_default=True,
+              help="Only tests with 1..N assertions yield examples.")
+@click.option("--focal-strategy", type=click.Choice(["dataflow", "last_call"]),
+              default="dataflow", show_default=True, help="How the focal function is chosen.")
+def mine_command(sources, out_dir, corpus, cache_dir, split, max_per_project, valid_fraction,
+                 test_fraction, workers, max_assertions, focal_strategy):
+    """Mine (focal function, masked test, assertion) examples from SOURCES.
+
+    A SOURCE is a directory (an unpacked repository or sdist) or pypi:NAME==VERSION.
+    """
+    from distillation.mining.mine import MineConfig, mine
+
+    config = MineConfig(out_dir=out_dir, sources=list(sources), corpus=corpus,
+                        cache_dir=cache_dir, split=split,
+                        max_per_project=max_per_project or None,
+                        valid_fraction=valid_fraction, test_fraction=test_fraction,
+                        workers=workers, max_assertions=max_assertions,
+                        focal_strategy=focal_strategy)
+    stats = mine(config)
+    sizes = ", ".join(f"{name} {n}" for name, n in stats["split_sizes"].items())
+    click.echo(f"{stats['examples']} examples from {stats['num_projects']} projects ({sizes}); "
+               f"focal found for {stats['focal_found_rate']:.1%}. Written to {out_dir}")
+
+
 # --- training commands (issue: train) ------------------------------------------------------
 
 
