@@ -1,0 +1,389 @@
+"""``kdassert bench``: quality, size and speed of models and baselines, side by side.
+
+A *predictor* is anything with ``name`` and ``predict(sources) -> list[list[Candidate]]``:
+a Hugging Face model (:class:`Seq2SeqPredictor`), the retrieval baseline, or a test double.
+:func:`score_predictions` turns predictions into metrics without knowing which it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from distillation import metrics as m
+from distillation.atomic import atomic_write, write_text_atomic
+from distillation.errors import ConfigError, DataError
+from distillation.generate import Candidate, GenerationConfig, generate_candidates
+from distillation.records import Example, load_examples
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = ("exact_match", "lenient_match", "top_k_exact_match", "token_precision",
+               "token_recall", "token_f1", "char_similarity", "bleu4_corpus", "bleu4_sentence",
+               "parse_rate", "agreement_with_teacher")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings of ``kdassert bench``; written into every report."""
+
+    data: str
+    """Examples to score (mining-schema JSONL)."""
+    models: tuple[str, ...] = ()
+    """Model directories, ``NAME=DIR`` for a row label, or ``default`` for the bundled student."""
+    teacher: str | None = None
+    """Teacher directory: adds a "teacher" row and each row's top-1 agreement with it."""
+    train: str | None = None
+    """Training split (JSONL): adds the "retrieval" baseline row, which searches it."""
+    out: str | None = "bench.json"
+    """JSON report path; predictions go beside it as ``<stem>.predictions.jsonl``. None: no files."""
+    limit: int | None = None
+    """Score only the first N examples."""
+    beams: int = 5
+    """Beam width of the quality pass; top-k exact match uses all ``beams`` candidates."""
+    batch_size: int = 16
+    """Batch size of the quality pass (throughput is measured on it)."""
+    latency_examples: int = 50
+    """Examples timed one by one (greedy, batch 1, one CPU thread); 0 skips latency."""
+    memory: bool = True
+    """Measure each model's peak RSS in a fresh subprocess."""
+    device: str = "auto"
+    """Device of the quality pass: cpu, cuda or auto."""
+
+    def __post_init__(self):
+        if self.beams < 1 or self.batch_size < 1:
+            raise ConfigError(f"beams and batch_size must be >= 1, got {self.beams}, {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.latency_examples < 0:
+            raise ConfigError(f"latency_examples must be >= 0, got {self.latency_examples}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be cpu, cuda or auto, got {self.device!r}")
+        if not self.models and self.teacher is None and self.train is None:
+            raise ConfigError("Nothing to benchmark: give --model, --teacher or --train.")
+        labels = [label for label, _ in model_rows(self)]
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise ConfigError(f"Two rows are named {duplicates}; label them with --model NAME=DIR.")
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """``NAME=DIR`` -> (NAME, DIR), split at the last ``=`` (so "student a=0=runs/x" works).
+
+    An existing path or ``default`` is taken whole and labelled by its run's name.
+    """
+    name, sep, path = spec.rpartition("=")
+    if spec == "default":
+        return "default", spec
+    if sep and name.strip() and path and not Path(spec).exists():
+        return name.strip(), path
+    path = Path(spec)
+    return (path.parent.name if path.name == "final" and path.parent.name else path.name), spec
+
+
+def model_rows(config: BenchConfig) -> list[tuple[str, str]]:
+    """(label, model spec) of every neural row, the teacher first."""
+    rows = [("teacher", config.teacher)] if config.teacher else []
+    return rows + [parse_model_spec(s) for s in config.models]
+
+
+class Seq2SeqPredictor:
+    """A loaded Hugging Face seq2seq model behind the predictor interface."""
+
+    def __init__(self, name: str, model, tokenizer, generation: GenerationConfig, progress=None):
+        self.name, self.model, self.tokenizer = name, model, tokenizer
+        self.generation, self.progress = generation, progress
+
+    def predict(self, sources: Sequence[str]) -> list[list[Candidate]]:
+        return generate_candidates(self.model, self.tokenizer, sources, self.generation, self.progress)
+
+
+def score_predictions(references: Sequence[str], candidates: Sequence[Sequence[Candidate]],
+                      k: int, teacher_top1: Sequence[str] | None = None) -> tuple[dict, list[dict]]:
+    """Aggregate metrics (means over examples) and one row of per-example scores each."""
+    if len(references) != len(candidates):
+        raise ConfigError(f"{len(candidates)} predictions for {len(references)} references")
+    rows = []
+    for i, (ref, cands) in enumerate(zip(references, candidates, strict=True)):
+        top1 = cands[0].text if cands else ""
+        p, r, f = m.token_prf(top1, ref)
+        rows.append({
+            "prediction": top1, "exact_match": m.exact_match(top1, ref),
+            "lenient_match": m.lenient_match(top1, ref),
+            "top_k_exact_match": m.top_k_exact([c.text for c in cands], ref, k),
+            "token_precision": p, "token_recall": r, "token_f1": f,
+            "char_similarity": m.char_similarity(top1, ref),
+            "bleu4_sentence": m.sentence_bleu(top1, ref), "parses": m.parses(top1),
+            "agrees_with_teacher": None if teacher_top1 is None else _agrees(top1, teacher_top1[i]),
+        })
+    n = max(len(rows), 1)
+
+    def mean(key):
+        return sum(float(row[key]) for row in rows) / n
+
+    summary = {key: mean(key) for key in METRIC_KEYS[:7]}
+    summary["bleu4_corpus"] = m.corpus_bleu([row["prediction"] for row in rows], references)
+    summary["bleu4_sentence"] = mean("bleu4_sentence")
+    summary["parse_rate"] = mean("parses")
+    summary["agreement_with_teacher"] = None if teacher_top1 is None else mean("agrees_with_teacher")
+    return summary, rows
+
+
+def _agrees(prediction: str, teacher: str) -> bool:
+    """Same AST as the teacher's top-1, or the very same text when neither parses."""
+    return m.exact_match(prediction, teacher) or (
+        prediction.strip() == teacher.strip() and not m.parses(teacher))
+
+
+def measure_latency(predict: Callable[[list[str]], object], sources: Sequence[str],
+                    warmup: int = 2) -> dict:
+    """p50/p95 milliseconds of ``predict([source])`` over ``sources``, one at a time."""
+    for source in sources[:warmup]:
+        predict([source])
+    times = []
+    for source in sources:
+        start = time.perf_counter()
+        predict([source])
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": m.percentile(times, 50), "p95_ms": m.percentile(times, 95), "n": len(times)}
+
+
+def cpu_latency(predict, sources: Sequence[str]) -> dict:
+    """:func:`measure_latency` with torch limited to one thread (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return measure_latency(predict, sources)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass(eq=False)
+class Row:
+    """One line of the report: a model or baseline with its predictions and measurements."""
+
+    name: str
+    kind: str
+    candidates: list[list[Candidate]]
+    path: str | None = None
+    size: dict = field(default_factory=dict)
+    speed: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    per_example: list = field(default_factory=list)
+
+
+def run_bench(config: BenchConfig) -> dict:
+    """Benchmark every row of ``config``; writes the report and predictions unless ``out`` is None."""
+    examples = load_examples(config.data, config.limit)
+    if not examples:
+        raise DataError(f"{config.data} holds no examples to benchmark.")
+    rows = [model_row(config, label, spec, examples) for label, spec in model_rows(config)]
+    if config.train:
+        rows.append(retrieval_row(config, examples))
+    report = build_report(config, examples, rows)
+    if config.out:
+        write_outputs(config, report, examples, rows)
+    return report
+
+
+def build_report(config: BenchConfig, examples: Sequence[Example], rows: list[Row]) -> dict:
+    """Score every row and assemble the JSON report."""
+    references = [e.assertion for e in examples]
+    teacher = next((r for r in rows if r.name == "teacher"), None)
+    teacher_top1 = None if teacher is None else [c[0].text if c else "" for c in teacher.candidates]
+    for row in rows:
+        row.metrics, row.per_example = score_predictions(
+            references, row.candidates, config.beams,
+            None if row is teacher else teacher_top1)
+    return {
+        "kdassert_bench": 1, "examples": len(examples), "top_k": config.beams,
+        "config": asdict(config), "versions": versions(),
+        "rows": [{"name": r.name, "kind": r.kind, "path": r.path, "metrics": r.metrics,
+                  "size": r.size, "speed": r.speed} for r in rows],
+    }
+
+
+def versions() -> dict:
+    """Versions of everything that changes the numbers."""
+    import torch
+    import transformers
+
+    from distillation import __version__
+
+    return {"kdassert": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+
+
+def predictions_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.predictions.jsonl")
+
+
+def write_outputs(config: BenchConfig, report: dict, examples, rows: list[Row]) -> None:
+    """The JSON report and a per-example predictions JSONL beside it."""
+    write_text_atomic(config.out, json.dumps(report, indent=2) + "\n")
+    with atomic_write(predictions_path(config.out)) as handle:
+        for i, example in enumerate(examples):
+            line = {"id": example.id, "reference": example.assertion, "predictions": {
+                row.name: {**row.per_example[i], "candidates": [c.text for c in row.candidates[i]]}
+                for row in rows}}
+            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def probe_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dict:
+    """Peak RSS of this process after loading ``spec`` and generating for ``sources``."""
+    import resource
+
+    import torch  # noqa: F401 - counted in the baseline
+    import transformers  # noqa: F401
+
+    from distillation.models import load_seq2seq
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model, tokenizer = load_seq2seq(spec)
+    generate_candidates(model, tokenizer, sources, GenerationConfig(num_beams=beams, batch_size=batch_size))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"rss_after_imports_bytes": baseline, "peak_rss_bytes": peak}
+
+
+def measure_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dict:
+    """:func:`probe_rss` in a fresh Python process, so other rows do not inflate it."""
+    code = ("import json, sys\nfrom distillation.bench import probe_rss\n"
+            "a = json.load(sys.stdin)\nprint(json.dumps(probe_rss(*a)))")
+    payload = json.dumps([spec, sources, beams, batch_size])
+    done = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                          text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        logger.warning("peak RSS probe failed for %s: %s", spec, done.stderr.strip()[-300:])
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", disable=not sys.stderr.isatty(), leave=False)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was given but no CUDA device is available; use cpu or auto.")
+    return device
+
+
+def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Example]) -> Row:
+    """Load one model, predict every example, and measure its size and speed."""
+    from distillation.input_format import example_source
+    from distillation.models import (
+        count_parameters,
+        load_format_config,
+        load_seq2seq,
+        resolve_model_path,
+    )
+
+    path = resolve_model_path(spec)
+    device = resolve_device(config.device)
+    fmt = load_format_config(path)
+    sources = [example_source(e, fmt) for e in examples]
+    model, tokenizer = load_seq2seq(path, device=device)
+    generation = GenerationConfig(num_beams=config.beams, batch_size=config.batch_size,
+                                  max_source_tokens=fmt.max_source_tokens,
+                                  max_new_tokens=fmt.max_target_tokens)
+    with _progress(len(sources), label) as bar:
+        predictor = Seq2SeqPredictor(label, model, tokenizer, generation, bar.update)
+        start = time.perf_counter()
+        candidates = predictor.predict(sources)
+        seconds = time.perf_counter() - start
+    speed = {"device": device, "seconds": seconds, "throughput_eps": len(sources) / seconds,
+             "beams": config.beams, "batch_size": config.batch_size}
+    speed.update(_latencies(config, model, tokenizer, generation, sources, device))
+    size = {"parameters": count_parameters(model), "disk_bytes": _dir_bytes(Path(path))}
+    if config.memory:
+        size.update(measure_rss(path, sources[:32], config.beams, config.batch_size))
+    logger.info("%s: %d examples in %.1fs", label, len(sources), seconds)
+    return Row(label, "model", candidates, path=path, size=size, speed=speed)
+
+
+def _latencies(config, model, tokenizer, generation, sources, device) -> dict:
+    """Greedy batch-1 latency on one CPU thread (and on the GPU when the model is there)."""
+    from dataclasses import replace
+
+    if not config.latency_examples:
+        return {}
+    greedy = replace(generation, num_beams=1, num_return=1, batch_size=1)
+    sample = list(sources[: config.latency_examples])
+    out = {}
+    if device == "cuda":
+        out["gpu_latency"] = measure_latency(Seq2SeqPredictor("gpu", model, tokenizer, greedy).predict, sample)
+        model = model.to("cpu")
+    out["cpu_latency_1thread"] = cpu_latency(Seq2SeqPredictor("cpu", model, tokenizer, greedy).predict, sample)
+    return out
+
+
+def _dir_bytes(path: Path) -> int | None:
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def retrieval_row(config: BenchConfig, examples: Sequence[Example]) -> Row:
+    """The IR baseline: nearest training example's assertion (Jaccard over input tokens)."""
+    from distillation.input_format import example_source
+    from distillation.retrieval import RetrievalBaseline, RetrievalConfig
+
+    corpus = load_examples(config.train)
+    start = time.perf_counter()
+    baseline = RetrievalBaseline([example_source(e) for e in corpus], [e.assertion for e in corpus],
+                                 RetrievalConfig(num_return=config.beams))
+    index_seconds = time.perf_counter() - start
+    sources = [example_source(e) for e in examples]
+    start = time.perf_counter()
+    candidates = baseline.predict(sources)
+    seconds = time.perf_counter() - start
+    speed = {"device": "cpu", "seconds": seconds, "throughput_eps": len(sources) / seconds,
+             "index_seconds": index_seconds}
+    if config.latency_examples:
+        speed["cpu_latency_1thread"] = measure_latency(baseline.predict, sources[: config.latency_examples])
+    size = {"parameters": None, "disk_bytes": Path(config.train).stat().st_size,
+            "train_examples": len(corpus)}
+    return Row("retrieval", "retrieval", candidates, path=config.train, size=size, speed=speed)
+
+
+def format_table(report: dict) -> str:
+    """A Markdown table with one row per model or baseline."""
+    head = ["row", "params", "disk MB", "exact", "lenient", f"top-{report['top_k']}", "tok F1",
+            "char sim", "BLEU-4", "parses", "agree T", "p50 ms", "p95 ms", "ex/s", "peak RSS MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"]:
+        mt, sz, sp = row["metrics"], row["size"], row["speed"]
+        lat = sp.get("cpu_latency_1thread", {})
+        cells = [row["name"], _fmt(sz.get("parameters"), "{:,}"), _mb(sz.get("disk_bytes")),
+                 *(_fmt(mt.get(k), "{:.3f}") for k in ("exact_match", "lenient_match",
+                   "top_k_exact_match", "token_f1", "char_similarity", "bleu4_corpus", "parse_rate",
+                   "agreement_with_teacher")),
+                 _fmt(lat.get("p50_ms"), "{:.1f}"), _fmt(lat.get("p95_ms"), "{:.1f}"),
+                 _fmt(sp.get("throughput_eps"), "{:.1f}"), _mb(sz.get("peak_rss_bytes"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _mb(value) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"

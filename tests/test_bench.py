@@ -1,0 +1,202 @@
+"""``kdassert bench``: aggregation with fake predictors, the retrieval baseline, the report and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from distillation.bench import (
+    METRIC_KEYS,
+    BenchConfig,
+    Row,
+    build_report,
+    format_table,
+    measure_latency,
+    parse_model_spec,
+    run_bench,
+    score_predictions,
+)
+from distillation.cli import main
+from distillation.errors import ConfigError
+from distillation.generate import Candidate
+from distillation.input_format import example_source
+from distillation.retrieval import RetrievalBaseline, RetrievalConfig
+from tests.train_data import make_examples, write_dataset
+
+
+class PerfectModel:
+    """Knows every answer: a test double with the predictor interface."""
+
+    name = "perfect"
+
+    def __init__(self, examples):
+        self.answers = {example_source(e): e.assertion for e in examples}
+
+    def predict(self, sources):
+        return [[Candidate(self.answers[s], 0.0, 0)] for s in sources]
+
+
+class ConstantModel:
+    name = "constant"
+
+    def predict(self, sources):
+        return [[Candidate("assert x == 3", -1.0, 0), Candidate("assert x ==", -2.0, 1)] for _ in sources]
+
+
+def _rows(examples, *predictors):
+    sources = [example_source(e) for e in examples]
+    return [Row(p.name, "model", p.predict(sources)) for p in predictors]
+
+
+def test_perfect_model_scores_one_and_constant_model_scores_its_share():
+    examples = make_examples(30, seed=3)
+    config = BenchConfig(data="unused.jsonl", train="unused.jsonl", beams=2, out=None)
+    report = build_report(config, examples, _rows(examples, PerfectModel(examples), ConstantModel()))
+    perfect, constant = (row["metrics"] for row in report["rows"])
+    assert all(perfect[k] == pytest.approx(1.0) for k in METRIC_KEYS if k != "agreement_with_teacher")
+    share = sum(e.assertion == "assert x == 3" for e in examples) / len(examples)
+    assert 0 < share < 1  # the data has both kinds
+    assert constant["exact_match"] == pytest.approx(share)
+    assert constant["top_k_exact_match"] == pytest.approx(share)  # the 2nd candidate never parses
+    assert constant["lenient_match"] == 1.0  # every reference is `assert x == <literal>`
+    assert constant["parse_rate"] == 1.0
+    assert perfect["agreement_with_teacher"] is None
+
+
+def test_agreement_with_teacher_row():
+    examples = make_examples(10, seed=1)
+    rows = _rows(examples, PerfectModel(examples), ConstantModel())
+    rows[0].name = "teacher"
+    report = build_report(BenchConfig(data="x", teacher="t", out=None), examples, rows)
+    teacher, constant = report["rows"]
+    assert teacher["metrics"]["agreement_with_teacher"] is None
+    assert constant["metrics"]["agreement_with_teacher"] == pytest.approx(constant["metrics"]["exact_match"])
+
+
+def test_score_predictions_counts_empty_and_unparsable_output_as_misses():
+    summary, rows = score_predictions(["assert a", "assert b"], [[], [Candidate("assert (", 0, 0)]], k=1)
+    assert summary["exact_match"] == 0.0 and summary["parse_rate"] == 0.0
+    assert rows[0]["prediction"] == "" and rows[1]["parses"] is False
+    with pytest.raises(ConfigError):
+        score_predictions(["assert a"], [], k=1)
+
+
+def test_retrieval_returns_nearest_training_assertion():
+    train = ["def add(a, b): return a + b", "def mul(a, b): return a * b", "class Stack: push pop"]
+    baseline = RetrievalBaseline(train, ["assert add(1, 2) == 3", "assert mul(2, 2) == 4", "assert s.pop()"])
+    (best,), (other,) = baseline.predict(["def add(x, y): return x + y", "Stack push"])
+    assert best.text == "assert add(1, 2) == 3" and other.text == "assert s.pop()"
+    # Jaccard over token sets: 8 tokens shared of 12 distinct (add/+ vs mul/*).
+    sims = baseline.similarities("def add(a, b): return a + b")
+    assert sims[0] == 1.0 and sims[1] == pytest.approx(8 / 12)
+    assert baseline.similarities("zzz").tolist() == [0.0, 0.0, 0.0]
+
+
+def test_retrieval_top_k_distinct_and_ties_in_training_order():
+    baseline = RetrievalBaseline(["a b", "a b", "a c", "x y"], ["A1", "A1", "A2", "A3"],
+                                 RetrievalConfig(num_return=3))
+    (cands,) = baseline.predict(["a b"])
+    assert [c.text for c in cands] == ["A1", "A2", "A3"]
+    assert [c.rank for c in cands] == [0, 1, 2]
+    assert RetrievalBaseline(["q", "q"], ["first", "second"]).predict(["q"])[0][0].text == "first"
+
+
+def test_parse_model_spec_labels():
+    assert parse_model_spec("student a=0.5=runs/x") == ("student a=0.5", "runs/x")
+    assert parse_model_spec("runs/students/student-topk-a0.5-T2/final") == ("student-topk-a0.5-T2",
+                                                                           "runs/students/student-topk-a0.5-T2/final")
+    assert parse_model_spec("default") == ("default", "default")
+    with pytest.raises(ConfigError, match="named"):
+        BenchConfig(data="d", models=("a=x", "a=y"))
+    with pytest.raises(ConfigError, match="Nothing"):
+        BenchConfig(data="d")
+
+
+def test_measure_latency_percentiles():
+    calls = []
+    result = measure_latency(lambda batch: calls.append(batch), ["a", "b", "c"], warmup=1)
+    assert len(calls) == 4 and result["n"] == 3
+    assert 0 <= result["p50_ms"] <= result["p95_ms"]
+
+
+@pytest.fixture(scope="module")
+def short_model_dir(tmp_path_factory, tiny_tokenizer):
+    """A tiny random model whose format allows 8 output tokens, so generation is quick."""
+    import torch
+
+    from distillation.input_format import InputFormatConfig
+    from distillation.models import build_model, save_format_config
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("short-model")
+    build_model("tiny", tiny_tokenizer).save_pretrained(directory)
+    tiny_tokenizer.save_pretrained(directory)
+    save_format_config(directory, InputFormatConfig(max_source_tokens=64, max_target_tokens=8))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, short_model_dir):
+    root = tmp_path_factory.mktemp("bench")
+    data = write_dataset(root / "data", train=40, valid=4)
+    config = BenchConfig(data=str(data / "valid.jsonl"), models=(f"student a=0={short_model_dir}",),
+                         teacher=str(short_model_dir), train=str(data / "train.jsonl"),
+                         out=str(root / "out" / "report.json"), beams=2, batch_size=4,
+                         latency_examples=2, memory=False)
+    return root, run_bench(config)
+
+
+def test_report_schema(bench_run):
+    root, report = bench_run
+    assert json.loads((root / "out" / "report.json").read_text()) == json.loads(json.dumps(report))
+    assert report["examples"] == 4 and report["top_k"] == 2
+    assert set(report["versions"]) >= {"kdassert", "torch", "transformers"}
+    assert report["config"]["beams"] == 2
+    assert [r["name"] for r in report["rows"]] == ["teacher", "student a=0", "retrieval"]
+    for row in report["rows"]:
+        assert set(row["metrics"]) == set(METRIC_KEYS)
+        assert all(isinstance(v, float) for k, v in row["metrics"].items() if k != "agreement_with_teacher")
+        assert row["speed"]["throughput_eps"] > 0
+        assert row["speed"]["cpu_latency_1thread"]["n"] == 2
+    teacher, student, retrieval = report["rows"]
+    assert student["metrics"]["agreement_with_teacher"] == 1.0  # same weights, same outputs
+    assert teacher["size"]["parameters"] > 1000 and teacher["size"]["disk_bytes"] > 10_000
+    assert retrieval["metrics"]["lenient_match"] == 1.0  # every target is `assert x == <int>`
+    lines = (root / "out" / "report.predictions.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert len(lines) == 4 and set(first["predictions"]) == {"teacher", "student a=0", "retrieval"}
+    assert len(first["predictions"]["teacher"]["candidates"]) == 2
+
+
+def test_probe_rss_reports_process_peak(short_model_dir):
+    from distillation.bench import probe_rss
+
+    rss = probe_rss(str(short_model_dir), ["def f(): pass"], beams=1, batch_size=1)
+    assert rss["peak_rss_bytes"] >= rss["rss_after_imports_bytes"] > 10**7
+
+
+def test_table_has_one_line_per_row(bench_run):
+    _, report = bench_run
+    table = format_table(report).splitlines()
+    assert len(table) == 2 + 3 and table[0].startswith("| row | params")
+    assert table[-1].startswith("| retrieval | - |")
+
+
+def test_cli_bench_default_model_missing_is_a_clean_error(tmp_path):
+    data = write_dataset(tmp_path / "data", train=4, valid=2)
+    result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--model", "default",
+                                       "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 1
+    assert "No bundled default model" in result.output and "Traceback" not in result.output
+
+
+def test_cli_bench_prints_table(tmp_path):
+    data = write_dataset(tmp_path / "data", train=20, valid=3)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--train",
+                                       str(data / "train.jsonl"), "--out", str(out), "--beams", "1"])
+    assert result.exit_code == 0, result.output
+    assert "| retrieval |" in result.output and out.is_file()
+    assert json.loads(out.read_text())["rows"][0]["name"] == "retrieval"
