@@ -177,3 +177,96 @@ def train_command(config_path, **options):
 
 
 # --- benchmark commands (issue: bench) -----------------------------------------------------
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """``0,0.5,1`` -> (0.0, 0.5, 1.0), or a clean usage error."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+@main.command("bench")
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Examples to score (mining-schema JSONL), e.g. data/test.jsonl.")
+@click.option("--model", "models", multiple=True,
+              help="Model directory, NAME=DIR to label its row, or 'default'. Repeatable.")
+@click.option("--teacher", help="Teacher directory: adds a 'teacher' row and top-1 agreement with it.")
+@click.option("--train", type=click.Path(exists=True, dir_okay=False),
+              help="Training split: adds the 'retrieval' baseline, which searches it.")
+@click.option("--out", default="bench.json", show_default=True,
+              help="JSON report; predictions go to <stem>.predictions.jsonl beside it.")
+@click.option("--limit", type=int, help="Score only the first N examples.")
+@click.option("--beams", default=5, show_default=True, help="Beam width; top-k uses all beams.")
+@click.option("--batch-size", default=16, show_default=True, help="Batch size of the quality pass.")
+@click.option("--latency-examples", default=50, show_default=True,
+              help="Examples timed at batch 1, greedy, one CPU thread (0: skip).")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Measure peak RSS per model in a subprocess.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
+                  memory, device):
+    """Exact match, lenient match, BLEU, size and latency of models and baselines, side by side."""
+    from distillation.bench import BenchConfig, format_table, run_bench
+
+    config = BenchConfig(data=data, models=tuple(models), teacher=teacher, train=train, out=out,
+                         limit=limit, beams=beams, batch_size=batch_size,
+                         latency_examples=latency_examples, memory=memory, device=device)
+    click.echo(format_table(run_bench(config)))
+    click.echo(f"report: {out}")
+
+
+@main.command("sweep")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with TrainConfig keys (as for `kdassert train`).")
+@click.option("--data", "data_dir", help="Directory with train/valid/test.jsonl.")
+@click.option("-o", "--out", "out_dir", help="Training output directory (shared by all points).")
+@click.option("--alpha", "alphas", default="0,0.25,0.5,0.75,1", show_default=True,
+              help="Comma-separated alphas.")
+@click.option("--temperature", "temperatures", default="0.5,1,2,4", show_default=True,
+              help="Comma-separated temperatures.")
+@click.option("--teacher", help="Teacher preset or model directory.")
+@click.option("--student", help="Student preset.")
+@click.option("--max-steps", type=int, help="Student optimizer steps per point.")
+@click.option("--teacher-max-steps", type=int)
+@click.option("--epochs", type=float)
+@click.option("--batch-size", type=int)
+@click.option("--bench-data", type=click.Path(exists=True, dir_okay=False),
+              help="Examples to benchmark each point on (default: test.jsonl, else valid.jsonl).")
+@click.option("--bench-limit", type=int, default=None, help="Benchmark only the first N examples.")
+@click.option("--beams", default=5, show_default=True)
+@click.option("--results", help="Results cache (default: <out>/sweep.json).")
+def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, teacher, student, max_steps,
+                  teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams, results):
+    """Train and benchmark an alpha x temperature grid; finished points are skipped."""
+    from distillation.pipeline import load_train_config
+    from distillation.sweep import SweepConfig, run_sweep
+
+    base = load_train_config(config_path, data_dir=data_dir, out_dir=out_dir, teacher=teacher,
+                             student=student, max_steps=max_steps, teacher_max_steps=teacher_max_steps,
+                             epochs=epochs, batch_size=batch_size, bench_limit=0)
+    config = SweepConfig(base=base, alphas=_floats(alphas), temperatures=_floats(temperatures),
+                         bench_data=bench_data, bench_limit=bench_limit, beams=beams, results=results)
+    summary = run_sweep(config)
+    click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
+
+
+@main.command("plot")
+@click.option("--sweep", "sweep_path", type=click.Path(exists=True, dir_okay=False),
+              help="Results of `kdassert sweep` (sweep.json).")
+@click.option("--report", "reports", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Bench reports of student presets for the size plot. Repeatable.")
+@click.option("-o", "--out", "out_dir", default="plots", show_default=True, help="Directory for PNGs.")
+@click.option("--metric", "metrics", multiple=True, default=("exact_match", "lenient_match"),
+              show_default=True, help="Metrics to draw. Repeatable.")
+@click.option("--alpha", type=float, help="Fixed alpha of the metrics-vs-T plot (default: best).")
+@click.option("--temperature", type=float, help="Fixed T of the metrics-vs-alpha plot (default: best).")
+def plot_command(sweep_path, reports, out_dir, metrics, alpha, temperature):
+    """Draw metrics vs alpha, metrics vs T, and size vs exact match as PNG files."""
+    from distillation.plots import PlotConfig, make_plots
+
+    config = PlotConfig(sweep=sweep_path, reports=tuple(reports), out_dir=out_dir,
+                        metrics=tuple(metrics), alpha=alpha, temperature=temperature)
+    for path in make_plots(config):
+        click.echo(str(path))
