@@ -60,7 +60,9 @@ def _settings(config, mode):
     from distillation.errors import ConfigError
     from pytest_kdassert.config import SuggestConfig
 
-    beams = config.getoption("kdassert_beams") or config.getini("kdassert_beams")
+    beams = config.getoption("kdassert_beams")
+    if beams is None:
+        beams = config.getini("kdassert_beams")
     try:
         return SuggestConfig(
             mode=mode,

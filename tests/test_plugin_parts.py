@@ -1,0 +1,225 @@
+"""Unit tests of the plugin's parts: rewriter (before/after), discovery, focal, verification."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import textwrap
+
+import pytest
+
+from pytest_kdassert.changes import Change, ChangeSet
+from pytest_kdassert.discovery import FunctionInfo, find_sites
+from pytest_kdassert.focal import resolve_focal
+from pytest_kdassert.review import review_changes
+from pytest_kdassert.rewrite import apply_edits
+from pytest_kdassert.verify import ERROR, FAILED, PASSED, SYNTAX, TRIVIAL, FrameTrap, Verifier
+
+
+def _src(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+# -- rewriter: before/after -------------------------------------------------------------
+def test_replace_placeholder_keeps_comment_and_blank_lines():
+    before = _src("""
+        def test_a():
+            x = f()  # setup
+
+            assert ...  # want one
+            return
+    """)
+    after, count = apply_edits(before, {4: "assert x == 3"}, {})
+    assert count == 1
+    assert after == before.replace("assert ...  # want one", "assert x == 3  # want one")
+
+
+def test_append_in_nested_class_keeps_footer_comment_and_crlf():
+    before = _src("""
+        class TestA:
+            class TestB:
+                def test_x(self):
+                    y = 2
+                    # end of test
+            def test_x(self):
+                y = 1
+    """).replace("\n", "\r\n")
+    after, count = apply_edits(before, {}, {"TestA.TestB.test_x": "assert y == 2"})
+    assert count == 1
+    expected = before.replace("y = 2\r\n", "y = 2\r\n            assert y == 2\r\n")
+    assert after == expected
+    assert "\n" not in after.replace("\r\n", "")
+
+
+def test_replace_ignores_lines_that_are_not_placeholders():
+    before = "def test_a():\n    assert x\n"
+    assert apply_edits(before, {2: "assert y"}, {}) == (before, 0)
+
+
+def test_one_line_body_is_left_alone():
+    before = "def test_a(): f()\n"
+    assert apply_edits(before, {}, {"test_a": "assert f()"}) == (before, 0)
+
+
+# -- discovery --------------------------------------------------------------------------
+def _info(source: str, qualname: str = "test_a") -> FunctionInfo:
+    tree = ast.parse(source)
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+    return FunctionInfo(node=node, qualname=qualname, lines=source.splitlines())
+
+
+def test_placeholder_sites_mask_each_placeholder(tmp_path):
+    source = _src("""
+        def test_a():
+            x = 1
+            assert ...
+            y = 2
+            assert ...
+    """)
+    sites = find_sites(_info(source), tmp_path / "t.py")
+    assert [(s.line, s.mode) for s in sites] == [(3, "placeholder"), (5, "placeholder")]
+    assert sites[0].masked_source.splitlines() == [
+        "def test_a():", "    x = 1", "    <AssertPlaceHolder>", "    y = 2", "    assert ..."]
+
+
+def test_no_assertion_test_gets_an_append_site(tmp_path):
+    source = "class T:\n    def test_a(self):\n        with open('f') as h:\n            h.read()\n"
+    sites = find_sites(_info(source, "T.test_a"), tmp_path / "t.py")
+    assert [(s.line, s.mode) for s in sites] == [(4, "append")]
+    assert sites[0].masked_source.endswith("        h.read()\n    <AssertPlaceHolder>")
+
+
+def test_asserting_tests_are_skipped_unless_all(tmp_path):
+    source = "def test_a():\n    x = 1\n    self.assertTrue(x)\n"
+    assert find_sites(_info(source), tmp_path / "t.py") == []
+    assert [s.line for s in find_sites(_info(source), tmp_path / "t.py", all_tests=True)] == [3]
+    assert find_sites(_info("def test_a():\n    pass\n"), tmp_path / "t.py") == []
+
+
+# -- focal resolution -------------------------------------------------------------------
+class Cart:
+    def total(self):
+        return 0
+
+
+def helper_make():
+    return 1
+
+
+def helper_use(value):
+    return value
+
+
+def test_focal_prefers_the_last_assigned_call():
+    tree = ast.parse(_src("""
+        def test_a():
+            value = helper_make()
+            helper_use(value)
+    """))
+    focal = resolve_focal(tree.body[0], 99, globals())
+    assert focal.name == "helper_make"
+    assert focal.source.startswith("def helper_make():")
+
+
+def test_focal_resolves_methods_of_locally_built_objects_and_ignores_later_lines():
+    tree = ast.parse(_src("""
+        def test_a():
+            cart = Cart()
+            n = cart.total()
+            x = helper_make()
+    """))
+    focal = resolve_focal(tree.body[0], 4, globals())
+    assert focal.name == "cart.total"
+    assert "def total(self):" in focal.source
+    assert resolve_focal(ast.parse("def test_a():\n    x = len([])\n").body[0], 9, globals()) is None
+
+
+# -- verification -----------------------------------------------------------------------
+def test_screen_rejects_garbage_and_constants():
+    verifier = Verifier()
+    assert verifier.screen("assert x ==")[1].outcome == SYNTAX
+    assert verifier.screen("assert True")[1].outcome == TRIVIAL
+    assert verifier.screen("x = 1")[1].outcome == "not-assertion"
+    assert verifier.screen("assert ...")[1].outcome == "not-assertion"
+    assert verifier.screen("assert  x==1") == ("assert x == 1", None)
+
+
+def test_check_uses_the_frame_namespace_and_never_mutates_it():
+    verifier = Verifier()
+    frame_locals = {"items": [1, 2], "n": 1}
+    assert verifier.check("assert all(i >= n for i in items)", {}, frame_locals).outcome == PASSED
+    assert verifier.check("assert len(items) == 3", {}, frame_locals).outcome == FAILED
+    result = verifier.check("assert missing == 1", {}, frame_locals)
+    assert result.outcome == ERROR and result.detail.startswith("NameError")
+    assert verifier.check("assert (z := 5)", {}, frame_locals).outcome == PASSED
+    assert "z" not in frame_locals
+
+
+def _traced(x):
+    y = x * 2
+    assert ...
+    return y
+
+
+def test_frame_trap_fires_on_the_placeholder_and_restores_the_previous_tracer():
+    seen = []
+    calls = []
+
+    def previous(frame, event, arg):
+        calls.append(event)
+        return None
+
+    old = sys.gettrace()
+    sys.settrace(previous)
+    try:
+        line = _traced.__code__.co_firstlineno + 2
+        with FrameTrap(_traced.__code__, {line: lambda f: seen.append(dict(f.f_locals))},
+                       on_return=lambda f: seen.append("return")):
+            _traced(3)
+        restored = sys.gettrace()
+    finally:
+        sys.settrace(old)
+    assert seen == [{"x": 3, "y": 6}, "return"]
+    assert restored is previous
+    assert "call" in calls  # the previous tracer kept receiving events
+
+
+# -- change sets and review -------------------------------------------------------------
+def _changeset(tmp_path):
+    path = tmp_path / "test_x.py"
+    path.write_text("def test_a():\n    x = 1\n    assert ...\n\n\ndef test_b():\n    y = 2\n")
+    changes = ChangeSet(tmp_path)
+    changes.baseline(path)
+    first = Change(path, "test_a", 3, "placeholder", "assert x == 1", "test_x.py::test_a")
+    second = Change(path, "test_b", 7, "append", "assert y == 2", "test_x.py::test_b")
+    changes.add(first)
+    changes.add(second)
+    return path, changes, [first, second]
+
+
+def test_changeset_skips_a_file_changed_on_disk(tmp_path):
+    path, changes, _ = _changeset(tmp_path)
+    result = changes.render(path)
+    assert result.count == 2 and "+    assert x == 1" in result.diff
+    path.write_text(path.read_text() + "# edited\n")
+    assert changes.write(result).problem == "it changed on disk during the run"
+    assert path.read_text().endswith("# edited\n")
+
+
+@pytest.mark.parametrize("answers, expected", [
+    (["y", ""], [0]), (["n", "y"], [1]), (["a"], [0, 1]), (["q"], []), ([], []),
+])
+def test_review_answers(tmp_path, answers, expected):
+    _, changes, pending = _changeset(tmp_path)
+    replies = iter(answers)
+
+    def ask(prompt):
+        try:
+            return next(replies)
+        except StopIteration:
+            raise EOFError from None
+
+    shown = []
+    accepted = review_changes(pending, changes, ask, shown.append)
+    assert accepted == [pending[i] for i in expected]
+    assert "[1/2] test_x.py::test_a" in shown[0]
