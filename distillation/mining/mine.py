@@ -30,7 +30,6 @@ from distillation.mining.symbols import ProjectIndex
 from distillation.records import write_examples
 
 logger = logging.getLogger(__name__)
-_FILES_PER_TASK = 150
 
 
 @dataclass
@@ -55,6 +54,8 @@ class MineConfig:
     """Share of projects (by name hash) in the test split, besides held-out projects."""
     workers: int = 2
     """Worker processes (1 = in process)."""
+    files_per_task: int = 150
+    """Test files per unit of work handed to a worker (big projects are spread out)."""
     max_assertions: int = 3
     """Only tests with 1..max_assertions assertions yield examples."""
     max_file_bytes: int = 1_000_000
@@ -72,6 +73,8 @@ class MineConfig:
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError("valid_fraction and test_fraction must be in [0, 1) with sum < 1")
+        if self.files_per_task < 1:
+            raise ConfigError(f"files_per_task must be >= 1, got {self.files_per_task}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.focal_strategy not in ("dataflow", "last_call"):
@@ -112,12 +115,13 @@ def _run_task(task: tuple) -> list[tuple[str, FileResult]]:
     return results
 
 
-def _tasks(projects: list[tuple[SourceSpec, Path]], config: ExtractConfig) -> list[tuple]:
+def _tasks(projects: list[tuple[SourceSpec, Path]], config: ExtractConfig,
+           size: int) -> list[tuple]:
     tasks = []
     for spec, root in projects:
         files = find_test_files(root)
-        for start in range(0, len(files), _FILES_PER_TASK):
-            tasks.append((spec.project, str(root), files[start:start + _FILES_PER_TASK], config))
+        for start in range(0, len(files), size):
+            tasks.append((spec.project, str(root), files[start:start + size], config))
     return tasks
 
 
@@ -126,7 +130,7 @@ def extract_all(projects: list[tuple[SourceSpec, Path]], config: MineConfig):
     extract_config = ExtractConfig(max_assertions=config.max_assertions,
                                    max_file_bytes=config.max_file_bytes,
                                    focal_strategy=config.focal_strategy)
-    tasks = _tasks(projects, extract_config)
+    tasks = _tasks(projects, extract_config, config.files_per_task)
     results: dict[str, list] = {spec.project: [] for spec, _ in projects}
     bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="file", desc="mining", disable=None,
                file=sys.stderr)
