@@ -1,0 +1,141 @@
+"""``kdassert sweep`` (resumable grid over a fake and a real ``run_train``) and ``kdassert plot``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from distillation.cli import main
+from distillation.errors import ConfigError
+from distillation.pipeline import TrainConfig
+from distillation.plots import PlotConfig, make_plots
+from distillation.sweep import SweepConfig, run_sweep
+from tests.train_data import write_dataset
+
+
+@dataclass
+class FakeResult:
+    student_dir: Path
+    teacher_dir: Path
+
+
+@pytest.fixture
+def fake_train(monkeypatch, tmp_path, tiny_model_dir):
+    """``run_train`` stand-in: copies the tiny model per grid point and records the calls."""
+    import distillation.pipeline
+
+    calls = []
+
+    def run_train(config):
+        calls.append((config.alpha, config.temperature))
+        student = Path(config.out_dir) / "students" / config.student_name() / "final"
+        if not student.is_dir():
+            shutil.copytree(tiny_model_dir, student)
+        return FakeResult(student, Path(tiny_model_dir))
+
+    monkeypatch.setattr(distillation.pipeline, "run_train", run_train)
+    return calls
+
+
+def _sweep_config(tmp_path, **overrides):
+    data = write_dataset(tmp_path / "data", train=8, valid=3)
+    base = TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "runs"), teacher="tiny",
+                       student="tiny", bench_limit=0)
+    settings = dict(alphas=(0.0, 0.5), temperatures=(1.0, 2.0), bench_limit=2, beams=1,
+                    latency_examples=0)
+    return SweepConfig(base=base, **{**settings, **overrides})
+
+
+def test_sweep_trains_each_point_once_and_resumes(tmp_path, fake_train):
+    config = _sweep_config(tmp_path)
+    results = run_sweep(config)
+    # alpha = 0 ignores T: one training run serves both of its points.
+    assert fake_train == [(0.0, 1.0), (0.5, 1.0), (0.5, 2.0)]
+    assert set(results["points"]) == {"a0-T1", "a0-T2", "a0.5-T1", "a0.5-T2"}
+    assert results["points"]["a0-T2"]["shared_with"] == "a0-T1"
+    assert results["points"]["a0-T2"]["temperature"] == 2.0
+    point = results["points"]["a0.5-T2"]
+    assert point["examples"] == 2 and 0.0 <= point["metrics"]["exact_match"] <= 1.0
+    assert point["model_dir"].endswith("tiny-topk-a0.5-T2/final")
+    assert results["teacher"]["examples"] == 2
+    on_disk = json.loads((tmp_path / "runs" / "sweep.json").read_text())
+    assert on_disk["points"].keys() == results["points"].keys()
+    # A second run finds every point done; a larger grid trains only the new points.
+    run_sweep(config)
+    assert len(fake_train) == 3
+    run_sweep(_sweep_config(tmp_path, temperatures=(1.0, 2.0, 4.0)))
+    assert fake_train[3:] == [(0.5, 4.0)]
+
+
+def test_sweep_refuses_cached_points_from_other_settings(tmp_path, fake_train):
+    run_sweep(_sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,)))
+    with pytest.raises(ConfigError, match="beams"):
+        run_sweep(_sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,), beams=2))
+
+
+def test_sweep_config_validates_grid(tmp_path):
+    with pytest.raises(ConfigError, match="alpha"):
+        _sweep_config(tmp_path, alphas=(1.5,))
+    with pytest.raises(ConfigError, match="temperature"):
+        _sweep_config(tmp_path, temperatures=(0.0,))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def _results():
+    points = {}
+    for a in (0.0, 0.25, 0.5, 0.75, 1.0):
+        for t in (0.5, 1.0, 2.0, 4.0):
+            em = 0.30 + 0.1 * a - 0.02 * abs(t - 2) * (a > 0)
+            points[f"a{a:g}-T{t:g}"] = {"alpha": a, "temperature": t, "metrics": {
+                "exact_match": em, "lenient_match": em + 0.2}}
+    teacher = {"metrics": {"exact_match": 0.45, "lenient_match": 0.62}}
+    return {"version": 1, "points": points, "teacher": teacher}
+
+
+def _report(path: Path, rows) -> str:
+    path.write_text(json.dumps({"rows": [
+        {"name": n, "kind": k, "size": {"parameters": p}, "metrics": {"exact_match": em}}
+        for n, k, p, em in rows]}))
+    return str(path)
+
+
+def test_plots_are_pngs_of_the_requested_size(tmp_path):
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(_results()))
+    reports = (_report(tmp_path / "a.json", [("teacher", "model", 46_000_000, 0.45),
+                                              ("student", "model", 9_400_000, 0.38),
+                                              ("retrieval", "retrieval", None, 0.2)]),
+               _report(tmp_path / "b.json", [("student-small", "model", 3_000_000, 0.31)]))
+    paths = make_plots(PlotConfig(sweep=str(sweep), reports=reports, out_dir=str(tmp_path / "plots")))
+    assert [p.name for p in paths] == ["metrics_vs_alpha.png", "metrics_vs_temperature.png",
+                                       "size_vs_exact_match.png"]
+    for path in paths:
+        assert _png_size(path) == (800, 500)
+        assert path.stat().st_size > 15_000  # lines, labels and a legend, not a blank canvas
+
+
+def test_plot_cli_and_errors(tmp_path):
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(_results()))
+    out = tmp_path / "p"
+    result = CliRunner().invoke(main, ["plot", "--sweep", str(sweep), "-o", str(out),
+                                       "--metric", "exact_match", "--temperature", "2"])
+    assert result.exit_code == 0, result.output
+    assert (out / "metrics_vs_alpha.png").is_file() and "metrics_vs_temperature.png" in result.output
+    result = CliRunner().invoke(main, ["plot", "--sweep", str(sweep), "-o", str(out), "--temperature", "3"])
+    assert result.exit_code == 1 and "No grid point has T=3" in result.output
+    with pytest.raises(ConfigError, match="Nothing to plot"):
+        PlotConfig()
+    with pytest.raises(ConfigError, match="Unknown metrics"):
+        PlotConfig(sweep="s.json", metrics=("accuracy",))
