@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from distillation.cli import main
 from distillation.errors import ConfigError
+from distillation.input_format import InputFormatConfig
+from distillation.models import save_format_config
 from distillation.pipeline import TrainConfig
 from distillation.plots import PlotConfig, make_plots
 from distillation.sweep import SweepConfig, run_sweep
@@ -37,6 +39,7 @@ def fake_train(monkeypatch, tmp_path, tiny_model_dir):
         student = Path(config.out_dir) / "students" / config.student_name() / "final"
         if not student.is_dir():
             shutil.copytree(tiny_model_dir, student)
+            save_format_config(student, InputFormatConfig(max_source_tokens=64, max_target_tokens=8))
         return FakeResult(student, Path(tiny_model_dir))
 
     monkeypatch.setattr(distillation.pipeline, "run_train", run_train)
@@ -139,3 +142,21 @@ def test_plot_cli_and_errors(tmp_path):
         PlotConfig()
     with pytest.raises(ConfigError, match="Unknown metrics"):
         PlotConfig(sweep="s.json", metrics=("accuracy",))
+
+
+def test_real_tiny_sweep_through_the_pipeline(tmp_path):
+    """The real run_train on tiny presets: teacher shared, one student per point, plots drawn."""
+    data = write_dataset(tmp_path / "data", train=16, valid=3)
+    base = TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "runs"), teacher="tiny",
+                       student="tiny", topk=4, vocab_size=300, max_steps=2, teacher_max_steps=2,
+                       batch_size=8, eval_steps=2, bench_limit=0, bf16="off",
+                       max_source_tokens=64, max_target_tokens=8)
+    results = run_sweep(SweepConfig(base=base, alphas=(0.0, 0.5), temperatures=(2.0,), bench_limit=2,
+                                    beams=1, latency_examples=0))
+    assert sorted(results["points"]) == ["a0-T2", "a0.5-T2"]
+    students = sorted(p.name for p in (tmp_path / "runs" / "students").iterdir())
+    assert students == ["tiny-topk-a0-T2", "tiny-topk-a0.5-T2"]
+    assert results["teacher"]["model_dir"].endswith("teacher/final")
+    assert results["points"]["a0.5-T2"]["size"]["parameters"] > 1000
+    paths = make_plots(PlotConfig(sweep=str(tmp_path / "runs" / "sweep.json"), out_dir=str(tmp_path / "p")))
+    assert all(_png_size(p) == (800, 500) for p in paths)
