@@ -87,12 +87,12 @@ def parse_source(text: str, filename: str = "<test>") -> tuple[ast.Module | None
         return None, "too_complex"
 
 
-def _is_test_class(node: ast.ClassDef) -> bool:
+def _is_test_class(node: ast.ClassDef, local_test_classes: set[str]) -> bool:
     if node.name.startswith("Test"):
         return True
     for base in node.bases:
         text = ast.unparse(base)
-        if text.endswith("TestCase") or text.endswith("Test") or text.endswith("Tests"):
+        if text in local_test_classes or text.endswith(("TestCase", "Test", "Tests")):
             return True
     return False
 
@@ -104,10 +104,12 @@ def _is_test_def(node: ast.stmt) -> bool:
 def find_test_functions(tree: ast.Module) -> list[TestFunction]:
     """Module-level ``test*`` functions and ``test*`` methods of test classes, in file order."""
     found = []
+    test_classes: set[str] = set()
     for node in tree.body:
         if _is_test_def(node):
             found.append(TestFunction(node.name, node))
-        elif isinstance(node, ast.ClassDef) and _is_test_class(node):
+        elif isinstance(node, ast.ClassDef) and _is_test_class(node, test_classes):
+            test_classes.add(node.name)
             for item in node.body:
                 if _is_test_def(item):
                     found.append(TestFunction(f"{node.name}.{item.name}", item, node))

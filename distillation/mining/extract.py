@@ -67,6 +67,7 @@ def extract_file(index: ProjectIndex, project: str, rel: Path,
         fixtures = {**conftest_fixture_types(index, rel, index.fixture_cache),
                     **module_fixture_types(index, tree, imports)}
     setup_types: dict[int, dict[str, Definition]] = {}
+    local_classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     for test in tests:
         result.tests += 1
         scope_imports = {**imports, **_local_imports(test.node, module)}
@@ -76,7 +77,7 @@ def extract_file(index: ProjectIndex, project: str, rel: Path,
         if test.class_node is not None:
             key = id(test.class_node)
             if key not in setup_types:
-                setup_types[key] = _setup_types(index, scope_imports, test.class_node)
+                setup_types[key] = _setup_types(index, imports, test.class_node, local_classes)
             attr_types.update(setup_types[key])
         scope = TestScope(index, scope_imports, flatten_statements(test.node.body), attr_types)
         _extract_test(scope, test, lines, project, rel.as_posix(), config, result)
@@ -88,20 +89,36 @@ def _local_imports(node: ast.AST, module: str) -> dict[str, str]:
     return import_table(ast.Module(body=body, type_ignores=[]), module) if body else {}
 
 
-def _setup_types(index: ProjectIndex, imports: dict[str, str],
-                 cls: ast.ClassDef) -> dict[str, Definition]:
-    """Classes of ``self.x = Cls(...)`` in a test class's setUp/setup_method."""
+def _setup_types(index: ProjectIndex, imports: dict[str, str], cls: ast.ClassDef,
+                 local_classes: dict[str, ast.ClassDef], depth: int = 0) -> dict[str, Definition]:
+    """Classes of ``self.x``: ``x = Cls(...)`` in the class body, ``self.x = Cls(...)`` in
+    setUp/setup_method; base classes defined in the same test module are included."""
     types: dict[str, Definition] = {}
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id in local_classes and depth < 3:
+            types.update(_setup_types(index, imports, local_classes[base.id], local_classes,
+                                      depth + 1))
+    types.update(_assigned_types(index, imports, cls.body, class_body=True))
     for item in cls.body:
         if isinstance(item, ast.FunctionDef) and item.name in _SETUP_NAMES:
-            statements = flatten_statements(item.body)
-            resolver = FocalResolver(TestScope(index, imports, statements))
-            for pos, stmt in enumerate(statements):
-                if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-                    found = resolver.type_of(stmt.value, pos)
-                    for target in stmt.targets:
-                        if found is not None and isinstance(target, ast.Attribute):
-                            types[f"self.{target.attr}"] = found
+            types.update(_assigned_types(index, imports, item.body))
+    return types
+
+
+def _assigned_types(index: ProjectIndex, imports: dict[str, str], body: list[ast.stmt],
+                    class_body: bool = False) -> dict[str, Definition]:
+    statements = flatten_statements(body)
+    resolver = FocalResolver(TestScope(index, imports, statements))
+    types = {}
+    for pos, stmt in enumerate(statements):
+        if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
+            continue
+        found = resolver.type_of(stmt.value, pos)
+        for target in stmt.targets:
+            name = target.id if class_body and isinstance(target, ast.Name) else (
+                target.attr if not class_body and isinstance(target, ast.Attribute) else None)
+            if found is not None and name is not None:
+                types[f"self.{name}"] = found
     return types
 
 
