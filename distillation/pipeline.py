@@ -14,9 +14,11 @@ with other ``alpha``/``temperature`` values reuses the tokenizer, teacher and lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -171,12 +173,26 @@ def run_train(config: TrainConfig) -> TrainResult:
         raise ConfigError(f"{data_dir} has no train.jsonl. Build the dataset with `kdassert mine`.")
     fingerprint = {"data": _data_fingerprint(data_dir), "format": asdict(config.input_format()),
                    "limit": config.limit}
-    tokenizer_dir, tok_hash = _tokenizer_stage(config, out, fingerprint)
+    # Under accelerate/torchrun every process runs this; the single-process stages run on the
+    # main process first and the others then find them cached. Training stages use all processes.
+    with main_process_first():
+        tokenizer_dir, tok_hash = _tokenizer_stage(config, out, fingerprint)
     teacher_dir, teacher_hash = _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint)
-    logits_dir, logits_hash = _logits_stage(config, out, teacher_dir, teacher_hash)
+    with main_process_first():
+        logits_dir, logits_hash = _logits_stage(config, out, teacher_dir, teacher_hash)
     student_dir = _student_stage(config, out, teacher_dir, logits_dir, logits_hash or teacher_hash)
-    bench = _bench_stage(config, student_dir)
+    with main_process_first():
+        bench = _bench_stage(config, student_dir)
     return TrainResult(tokenizer_dir, teacher_dir, logits_dir, student_dir, bench)
+
+
+def main_process_first():
+    """Run a block on the main process before the others (a no-op in a single process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return contextlib.nullcontext()
+    from accelerate import PartialState
+
+    return PartialState().main_process_first()
 
 
 def _data_fingerprint(data_dir: Path) -> dict:

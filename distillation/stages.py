@@ -122,10 +122,11 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
         teacher_model=teacher_model,
     )
     final = out_dir / "final"
-    if final.exists():
+    if final.exists() and trainer.is_world_process_zero():
         shutil.rmtree(final)
     run_trainer(trainer, final)
-    save_final(final, tokenizer, fmt)
+    if trainer.is_world_process_zero():
+        save_final(final, tokenizer, fmt)
     return final
 
 
