@@ -236,9 +236,12 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
               help="Examples to benchmark each point on (default: test.jsonl, else valid.jsonl).")
 @click.option("--bench-limit", type=int, default=None, help="Benchmark only the first N examples.")
 @click.option("--beams", default=5, show_default=True)
+@click.option("--latency-examples", default=20, show_default=True,
+              help="Examples timed per point (greedy, batch 1, one thread; 0: skip).")
 @click.option("--results", help="Results cache (default: <out>/sweep.json).")
 def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, teacher, student, max_steps,
-                  teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams, results):
+                  teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
+                  latency_examples, results):
     """Train and benchmark an alpha x temperature grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
     from distillation.sweep import SweepConfig, run_sweep
@@ -247,7 +250,8 @@ def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, teacher,
                              student=student, max_steps=max_steps, teacher_max_steps=teacher_max_steps,
                              epochs=epochs, batch_size=batch_size, bench_limit=0)
     config = SweepConfig(base=base, alphas=_floats(alphas), temperatures=_floats(temperatures),
-                         bench_data=bench_data, bench_limit=bench_limit, beams=beams, results=results)
+                         bench_data=bench_data, bench_limit=bench_limit, beams=beams,
+                         latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
     click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
 

@@ -160,3 +160,16 @@ def test_real_tiny_sweep_through_the_pipeline(tmp_path):
     assert results["points"]["a0.5-T2"]["size"]["parameters"] > 1000
     paths = make_plots(PlotConfig(sweep=str(tmp_path / "runs" / "sweep.json"), out_dir=str(tmp_path / "p")))
     assert all(_png_size(p) == (800, 500) for p in paths)
+
+
+def test_sweep_cli_with_toml_config(tmp_path, fake_train):
+    data = write_dataset(tmp_path / "data", train=8, valid=3)
+    toml = tmp_path / "train.toml"
+    toml.write_text('teacher = "tiny"\nstudent = "tiny"\nvocab_size = 300\n')
+    result = CliRunner().invoke(main, ["sweep", "--config", str(toml), "--data", str(data), "-o",
+                                       str(tmp_path / "runs"), "--alpha", "0.5", "--temperature", "1,2",
+                                       "--bench-limit", "1", "--beams", "1", "--latency-examples", "0"])
+    assert result.exit_code == 0, result.output
+    assert "2 grid points" in result.output and fake_train == [(0.5, 1.0), (0.5, 2.0)]
+    bad = CliRunner().invoke(main, ["sweep", "--data", str(data), "--alpha", "x"])
+    assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
