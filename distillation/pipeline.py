@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distillation.errors import ConfigError
@@ -93,8 +93,6 @@ class TrainConfig:
     bench_limit: int = 100
     """Validation examples in the final exact-match benchmark; 0 disables it."""
     bench_beams: int = 5
-    extra: dict = field(default_factory=dict)
-    """Ignored keys kept for provenance (e.g. notes in a TOML file)."""
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
@@ -231,7 +229,7 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
     if stage_is_valid(directory, resolved, tuple(f"final/{f}" for f in MODEL_FILES)):
         logger.info("teacher: cached in %s", directory / "final")
     else:
-        clear_stage(directory)
+        clear_stage(directory, resolved)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         model = init_model(config.teacher, tokenizer, config.seed)
         train_model(model, tokenizer, Path(config.data_dir), directory, config.optim(student=False),
@@ -241,7 +239,7 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
 
 
 def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_hash: str):
-    if config.logits_mode == "online":
+    if config.logits_mode == "online" or config.alpha == 0:  # alpha = 0 never reads the store
         return None, None
     from distillation.logit_extract import LogitsConfig, extract_logits
 
@@ -272,7 +270,7 @@ def _student_stage(config: TrainConfig, out: Path, teacher_dir: Path, logits_dir
     if stage_is_valid(directory, resolved, tuple(f"final/{f}" for f in MODEL_FILES)):
         logger.info("student: cached in %s", directory / "final")
         return directory / "final"
-    clear_stage(directory)
+    clear_stage(directory, resolved)
     tokenizer = load_tokenizer(teacher_dir)
     model = init_model(config.student, tokenizer, config.seed)
     store = LogitStore.open(logits_dir) if logits_dir is not None and config.alpha > 0 else None

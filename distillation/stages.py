@@ -60,9 +60,19 @@ def mark_stage(directory: Path, resolved: dict) -> None:
     write_text_atomic(directory / STAGE_FILE, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def clear_stage(directory: Path) -> None:
-    """Remove the completion marker before a stage (re)runs, so a crash never looks complete."""
+def clear_stage(directory: Path, resolved: dict | None = None) -> None:
+    """Prepare a stage to (re)run: drop its completion marker, so a crash never looks complete,
+    and drop checkpoints left by a run with other settings (same settings: they are resumed)."""
     (directory / STAGE_FILE).unlink(missing_ok=True)
+    checkpoints = directory / "checkpoints"
+    if resolved is None:
+        return
+    owner = checkpoints / "kdassert_config_hash"
+    if checkpoints.is_dir() and (not owner.is_file() or owner.read_text().strip() != config_hash(resolved)):
+        logger.info("discarding checkpoints of other settings in %s", checkpoints)
+        shutil.rmtree(checkpoints)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    owner.write_text(config_hash(resolved) + "\n")
 
 
 # --- tokenizer ------------------------------------------------------------------------------

@@ -147,7 +147,8 @@ class DistillationTrainer(Seq2SeqTrainer):
         # The CE term is the base class's: alpha = 0 is plain fine-tuning, bit for bit.
         ce, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                            num_items_in_batch=num_items_in_batch)
-        if signal is None and self.teacher_model is not None and self.alpha > 0:
+        # Live teacher only while training: evaluation reports the plain CE for every alpha.
+        if signal is None and self.teacher_model is not None and self.alpha > 0 and model.training:
             signal = self._live_signal(inputs)
         if self.alpha == 0 or signal is None:
             return (ce, outputs) if return_outputs else ce

@@ -65,6 +65,7 @@ def test_sweep_reuses_teacher_and_separates_students(trained):
     result = run_train(dataclasses.replace(config, alpha=0.0, temperature=1.0))
     assert result.student_dir.parent.name == "tiny-topk-a0-T1"
     assert result.bench_report is None
+    assert result.logits_dir is None  # alpha = 0 never reads teacher logits
     assert teacher_weights.stat().st_mtime_ns == before
     load_seq2seq(result.student_dir)
 
@@ -128,8 +129,15 @@ def test_online_teacher_signal(tiny_model_dir):
     teacher, _ = load_seq2seq(tiny_model_dir)
     inputs = _inputs(tokenizer)
     trainer = _trainer(model, tokenizer, DistillationTrainer, alpha=1.0, temperature=1.0, teacher_model=teacher)
-    # The teacher is the student itself, so the pure KL term is zero.
+    model.train()
+    for module in model.modules():  # same weights and no dropout: the student equals the teacher
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "dropout", None), float):  # attention's functional dropout
+            module.dropout = 0.0
     assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(0.0, abs=1e-5)
+    model.eval()  # evaluation reports plain CE, not the KL
+    assert trainer.compute_loss(model, dict(inputs)).item() > 1.0
 
 
 def test_init_model_refuses_other_vocabulary(tiny_model_dir):
@@ -139,3 +147,17 @@ def test_init_model_refuses_other_vocabulary(tiny_model_dir):
     other = train_tokenizer(["completely different text"] * 5, TokenizerConfig(vocab_size=270, min_frequency=1))
     with pytest.raises(VocabMismatchError, match="same tokenizer"):
         init_model(str(tiny_model_dir), other, seed=0)
+
+
+def test_checkpoints_of_other_settings_are_discarded(tmp_path):
+    from distillation.stages import clear_stage, mark_stage, stage_is_valid
+
+    clear_stage(tmp_path, {"lr": 1})
+    (tmp_path / "checkpoints" / "checkpoint-2").mkdir()
+    clear_stage(tmp_path, {"lr": 1})  # same settings: an interrupted run resumes
+    assert (tmp_path / "checkpoints" / "checkpoint-2").is_dir()
+    mark_stage(tmp_path, {"lr": 1})
+    assert stage_is_valid(tmp_path, {"lr": 1}, ()) and not stage_is_valid(tmp_path, {"lr": 2}, ())
+    clear_stage(tmp_path, {"lr": 2})
+    assert not (tmp_path / "checkpoints" / "checkpoint-2").exists()
+    assert not stage_is_valid(tmp_path, {"lr": 1}, ())
