@@ -146,3 +146,23 @@ def test_config_validation():
         LogitsConfig(teacher="t", data="d", out_dir="o", bits=3)
     with pytest.raises(ConfigError, match="shard_index"):
         LogitsConfig(teacher="t", data="d", out_dir="o", num_shards=2, shard_index=2)
+
+
+def test_cli_tokenizer_and_logits(tiny_model_dir, split, tmp_path):
+    from click.testing import CliRunner
+
+    from distillation.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["tokenizer", "--data", str(split), "-o", str(tmp_path / "tok"),
+                                  "--vocab-size", "280", "--min-frequency", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tok" / "tokenizer.json").read_text())["model"]["type"] == "BPE"
+    result = runner.invoke(main, ["logits", "--teacher", str(tiny_model_dir), "--data", str(split),
+                                  "-o", str(tmp_path / "store"), "--mode", "quantized", "--bits", "4"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert (manifest["mode"], manifest["bits"], manifest["dtype"]) == ("quantized", 4, "uint4")
+    result = runner.invoke(main, ["logits", "--teacher", str(tmp_path / "nope"), "--data", str(split),
+                                  "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "not found" in result.output
