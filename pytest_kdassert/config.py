@@ -21,6 +21,8 @@ class SuggestConfig:
     """Beam width; also how many candidates each site gets."""
     batch_size: int = 16
     """Sites per generation batch."""
+    threads: int = 0
+    """CPU threads for generation (0: torch's default); restored before the tests run."""
     all_tests: bool = False
     """Also suggest for tests that already assert something (after their last statement)."""
     verify: bool = True
@@ -35,6 +37,8 @@ class SuggestConfig:
             raise ConfigError(f"--kdassert-beams must be >= 1, got {self.num_beams}")
         if self.batch_size < 1:
             raise ConfigError(f"--kdassert-batch-size must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ConfigError(f"--kdassert-threads must be >= 0, got {self.threads}")
         if not self.model:
             raise ConfigError("--kdassert-model is empty: pass a model directory or `default`")
         if self.report is not None and not self.report.endswith(".json"):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillation.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
+from distillation.mining.extract import mask_statement
+from distillation.mining.symbols import dedent_lines
 
 PLACEHOLDER_MODE = "placeholder"
 APPEND_MODE = "append"
@@ -95,13 +96,12 @@ def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False) -> list[
     statements = _flat_statements(node.body)
     placeholders = [s for s in statements if is_placeholder_assert(s)]
     if placeholders:
-        return [_site(info, path, s.lineno, PLACEHOLDER_MODE) for s in placeholders]
+        return [_site(info, path, s, PLACEHOLDER_MODE) for s in placeholders]
     if any(assertion_kind(s) is not None for s in statements) and not all_tests:
         return []
     if _is_trivial(node):
         return []
-    last = node.body[-1]
-    return [_site(info, path, last.end_lineno, APPEND_MODE)]
+    return [_site(info, path, node.body[-1], APPEND_MODE)]
 
 
 def _is_trivial(node) -> bool:
@@ -115,18 +115,23 @@ def _is_trivial(node) -> bool:
     return True
 
 
-def _site(info: FunctionInfo, path: Path, line: int, mode: str) -> Site:
+def _site(info: FunctionInfo, path: Path, stmt: ast.stmt, mode: str) -> Site:
+    """A site, masked the way the miner masks its examples (same function, same dedent)."""
     node = info.node
-    start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
-    lines = list(info.lines[start:node.end_lineno])
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     body_indent = _indent_of(info.lines[node.body[0].lineno - 1])
+    masked = None
     if mode == PLACEHOLDER_MODE:
-        offset = line - 1 - start
-        lines[offset] = _indent_of(lines[offset]) + PLACEHOLDER
+        line = stmt.lineno
+        masked = mask_statement(info.lines, start, node.end_lineno, stmt, node.col_offset)
     else:
-        lines = lines[: line - start]
-        lines.append(body_indent + PLACEHOLDER)
-    masked = textwrap.dedent("\n".join(lines))
+        line = stmt.end_lineno
+        lines = [*info.lines[start - 1: line], body_indent + PLACEHOLDER]
+        masked = dedent_lines(lines, node.col_offset)
+    if masked is None:  # the placeholder shares its line with other code
+        lines = list(info.lines[start - 1: node.end_lineno])
+        lines[line - start] = _indent_of(lines[line - start]) + PLACEHOLDER
+        masked = dedent_lines(lines, node.col_offset)
     return Site(path=path, qualname=info.qualname, line=line, mode=mode,
                 masked_source=masked, indent=body_indent)
 

@@ -15,10 +15,9 @@ import sysconfig
 import textwrap
 from dataclasses import dataclass
 
-logger = logging.getLogger(__name__)
+from distillation.mining.symbols import MAX_FOCAL_LINES  # the miner's cut: same inputs
 
-MAX_FOCAL_LINES = 80
-"""Longer sources are cut; ``build_source`` trims to the token budget anyway."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ def pytest_addoption(parser) -> None:
                          "(ini: kdassert_model).")
     group.addoption("--kdassert-beams", type=int, default=None, metavar="N",
                     help="beam width = candidates per site (default 5; ini: kdassert_beams).")
+    group.addoption("--kdassert-threads", type=int, default=0, metavar="N",
+                    help="CPU threads for generation (default: torch's choice); use 1 on a "
+                         "busy machine.")
     group.addoption("--kdassert-all", action="store_true", default=False,
                     help="also suggest for tests that already assert something.")
     group.addoption("--kdassert-no-verify", action="store_true", default=False,
@@ -68,6 +71,7 @@ def _settings(config, mode):
             mode=mode,
             model=config.getoption("kdassert_model") or config.getini("kdassert_model"),
             num_beams=int(beams),
+            threads=config.getoption("kdassert_threads"),
             all_tests=config.getoption("kdassert_all"),
             verify=not config.getoption("kdassert_no_verify"),
             report=config.getoption("kdassert_report"),

@@ -109,7 +109,7 @@ class KdassertSession:
             return stub
         try:
             return ModelSuggester(self.settings.model, self.settings.num_beams,
-                                  self.settings.batch_size)
+                                  self.settings.batch_size, self.settings.threads)
         except KdassertError as exc:
             self._notice(f"kdassert: no suggestions: {exc}")
             return None

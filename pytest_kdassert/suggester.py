@@ -9,6 +9,7 @@ where a candidate is a string, a ``(text, score)`` pair, or anything with ``.tex
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,12 +47,14 @@ class Suggester(Protocol):
 class ModelSuggester:
     """Generates candidates with a seq2seq model using beam search, batched across tests."""
 
-    def __init__(self, model_spec: str, num_beams: int = 5, batch_size: int = 16):
+    def __init__(self, model_spec: str, num_beams: int = 5, batch_size: int = 16,
+                 threads: int = 0):
         from distillation.models import resolve_model_path
 
         self.path = resolve_model_path(model_spec)  # fails fast, before torch is imported
         self.num_beams = num_beams
         self.batch_size = batch_size
+        self.threads = threads
         self._loaded = None
 
     def _load(self):
@@ -69,12 +72,27 @@ class ModelSuggester:
         from distillation.generate import GenerationConfig, generate_candidates
         from distillation.input_format import build_source
 
-        model, tokenizer, fmt = self._load()
-        sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]
-        config = GenerationConfig(num_beams=self.num_beams, batch_size=self.batch_size,
-                                  max_source_tokens=fmt.max_source_tokens,
-                                  max_new_tokens=fmt.max_target_tokens)
-        return generate_candidates(model, tokenizer, sources, config)
+        with _torch_threads(self.threads):
+            model, tokenizer, fmt = self._load()
+            sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]
+            config = GenerationConfig(num_beams=self.num_beams, batch_size=self.batch_size,
+                                      max_source_tokens=fmt.max_source_tokens,
+                                      max_new_tokens=fmt.max_target_tokens)
+            return generate_candidates(model, tokenizer, sources, config)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    """Use ``threads`` intra-op threads inside the block (0: leave torch alone)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def as_raw_candidates(items: Sequence) -> list[RawCandidate]:
