@@ -203,7 +203,7 @@ def test_stats_and_config_files(tmp_path):
     assert on_disk["projects"]["calc"]["tests"] == 5
     assert on_disk["projects"]["calc"]["test_files"] == 1
     config = json.loads((out / "mine_config.json").read_text())
-    assert config["split"] == "none" and config["max_per_project"] == 4000
+    assert config["split"] == "none" and config["max_per_project"] == 5000
 
 
 def test_parallel_output_is_deterministic(tmp_path):

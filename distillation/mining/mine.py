@@ -25,7 +25,6 @@ from distillation.mining.sources import (
     parse_spec,
     read_corpus,
 )
-from distillation.mining.splits import SPLITS, assign_split, cap_examples, dedupe
 from distillation.mining.symbols import ProjectIndex
 from distillation.records import write_examples
 
@@ -46,7 +45,7 @@ class MineConfig:
     """Where downloads are kept and unpacked."""
     split: str = "project"
     """``project`` (train/valid/test by project) or ``none`` (one examples.jsonl)."""
-    max_per_project: int | None = 4000
+    max_per_project: int | None = 5000
     """Cap on examples per project after de-duplication (None = no cap)."""
     valid_fraction: float = 0.05
     """Share of projects (by name hash) in the validation split."""
@@ -183,7 +182,3 @@ def mine(config: MineConfig) -> dict:
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     write_text_atomic(out_dir / "mine_config.json", json.dumps(asdict(config), indent=2) + "\n")
     return stats
-
-
-__all__ = ["MineConfig", "mine", "resolve_specs", "SPLITS", "assign_split", "cap_examples",
-           "dedupe"]
