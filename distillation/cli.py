@@ -53,7 +53,7 @@ def main(verbose: int, quiet: int) -> None:
               help="Where pypi: sources are downloaded and unpacked.")
 @click.option("--split", type=click.Choice(["project", "none"]), default="project",
               show_default=True, help="Split by project, or write one examples.jsonl.")
-@click.option("--max-per-project", type=int, default=4000, show_default=True,
+@click.option("--max-per-project", type=int, default=5000, show_default=True,
               help="Cap on examples per project (0 = no cap).")
 @click.option("--valid-fraction", type=float, default=0.05, show_default=True,
               help="Share of projects in valid.jsonl.")
