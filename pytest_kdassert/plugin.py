@@ -49,10 +49,11 @@ def pytest_configure(config) -> None:
     if not mode or hasattr(config, "workerinput"):
         return  # off, or an xdist worker (the controller explains why)
     settings = _settings(config, mode)
+    from pytest_kdassert.session import KdassertSession, XdistNotice
+
     if _xdist_active(config):
-        config.pluginmanager.register(_XdistNotice(), "kdassert-xdist-notice")
+        config.pluginmanager.register(XdistNotice(), "kdassert-xdist-notice")
         return
-    from pytest_kdassert.session import KdassertSession
 
     session = KdassertSession(config, settings)
     config.stash[SESSION_KEY] = session
@@ -83,11 +84,3 @@ def _settings(config, mode):
 def _xdist_active(config) -> bool:
     return bool(config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None))
 
-
-class _XdistNotice:
-    """Under ``pytest -n``, tests run in other processes: say so once, suggest nothing."""
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        terminalreporter.write_line(
-            "kdassert: --suggest-asserts is off under pytest-xdist (-n); run without -n "
-            "(or with -n 0) to get suggestions.", yellow=True)

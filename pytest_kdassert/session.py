@@ -19,7 +19,14 @@ from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.discovery import APPEND_MODE, Site, code_of_test, find_sites, function_info
 from pytest_kdassert.focal import resolve_focal
 from pytest_kdassert.suggester import ModelSuggester, SuggestRequest, as_raw_candidates
-from pytest_kdassert.verify import PASSED, UNVERIFIED, CandidateCheck, FrameTrap, Verifier
+from pytest_kdassert.verify import (
+    NOT_REACHED,
+    PASSED,
+    UNVERIFIED,
+    CandidateCheck,
+    FrameTrap,
+    Verifier,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +190,9 @@ class KdassertSession:
                 state.status = "suggested"
             elif not state.candidates:
                 state.status = "no-candidates"
+            elif state.screened and all(state.candidates[i].outcome == NOT_REACHED
+                                        for i in state.screened):
+                state.status = "not-run"
             else:
                 state.status = "no-verified-candidate"
 
@@ -191,4 +201,13 @@ class KdassertSession:
         from pytest_kdassert.summary import finish
 
         self.decide()
-        finish(self, terminalreporter)
+        finish(self, terminalreporter, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+class XdistNotice:
+    """Under ``pytest -n``, tests run in other processes: say so once, suggest nothing."""
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminalreporter.write_line(
+            "kdassert: --suggest-asserts is off under pytest-xdist (-n); run without -n "
+            "(or with -n 0) to get suggestions.", yellow=True)

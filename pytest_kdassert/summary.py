@@ -9,8 +9,11 @@ from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
 
 
-def finish(session, reporter) -> None:
-    """Everything ``--suggest-asserts`` prints and writes after the tests ran."""
+def finish(session, reporter, interrupted: bool = False) -> None:
+    """Everything ``--suggest-asserts`` prints and writes after the tests ran.
+
+    An interrupted run (Ctrl-C) only prints diffs: it writes no file and asks nothing.
+    """
     settings = session.settings
     states = sorted(session.states.values(), key=lambda s: (str(s.site.path), s.site.line))
     reporter.section("kdassert suggestions")
@@ -22,7 +25,10 @@ def finish(session, reporter) -> None:
             site = state.site
             session.changeset.add(Change(site.path, site.qualname, site.line, site.mode,
                                          state.chosen.text, site.nodeids[0]))
-    if settings.mode == "review":
+    if interrupted and settings.mode != "diff":
+        reporter.write_line("kdassert: the run was interrupted; showing diffs, writing nothing")
+        _diff_or_apply(session, reporter, write=False)
+    elif settings.mode == "review":
         _review(session, reporter)
     else:
         _diff_or_apply(session, reporter, write=settings.mode == "apply")

@@ -243,7 +243,7 @@ def test_real_tiny_model_end_to_end(pytester, tiny_model_dir):
     pytester.makepyfile(shop=SHOP, test_shop=TESTS)
     report = pytester.path / "report.json"
     result = pytester.runpytest_inprocess(
-        "--suggest-asserts", f"--kdassert-model={tiny_model_dir}", "--kdassert-beams=2",
+        "--suggest-asserts", f"--kdassert-model={tiny_model_dir}", "--kdassert-beams=2", "--kdassert-threads=1",
         f"--kdassert-report={report}")
     result.assert_outcomes(passed=6)
     sites = json.loads(report.read_text())["sites"]
@@ -255,3 +255,19 @@ def test_real_tiny_model_end_to_end(pytester, tiny_model_dir):
         assert all(isinstance(c["score"], float) for c in site["candidates"])
         assert all(c["outcome"] != "not-reached" or c["text"] for c in site["candidates"])
     assert "assert ..." in (pytester.path / "test_shop.py").read_text()
+
+
+def test_interrupted_run_writes_nothing(pytester):
+    pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}))
+    pytester.makepyfile(test_int='''
+        def test_a():
+            x = 1
+
+        def test_b():
+            raise KeyboardInterrupt
+    ''')
+    before = (pytester.path / "test_int.py").read_text()
+    result = pytester.runpytest_inprocess("--suggest-asserts=apply", no_reraise_ctrlc=True)
+    result.stdout.fnmatch_lines(["*the run was interrupted; showing diffs, writing nothing*",
+                                 "+    assert x == 1"])
+    assert (pytester.path / "test_int.py").read_text() == before
