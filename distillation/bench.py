@@ -56,6 +56,8 @@ class BenchConfig:
     """Measure each model's peak RSS in a fresh subprocess."""
     device: str = "auto"
     """Device of the quality pass: cpu, cuda or auto."""
+    threads: int | None = None
+    """CPU threads of the quality pass (torch's default when None); latency always uses one."""
 
     def __post_init__(self):
         if self.beams < 1 or self.batch_size < 1:
@@ -64,6 +66,8 @@ class BenchConfig:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.latency_examples < 0:
             raise ConfigError(f"latency_examples must be >= 0, got {self.latency_examples}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device!r}")
         if not self.models and self.teacher is None and self.train is None:
@@ -183,10 +187,18 @@ class Row:
 
 def run_bench(config: BenchConfig) -> dict:
     """Benchmark every row of ``config``; writes the report and predictions unless ``out`` is None."""
+    import torch
+
     examples = load_examples(config.data, config.limit)
     if not examples:
         raise DataError(f"{config.data} holds no examples to benchmark.")
-    rows = [model_row(config, label, spec, examples) for label, spec in model_rows(config)]
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        rows = [model_row(config, label, spec, examples) for label, spec in model_rows(config)]
+    finally:
+        torch.set_num_threads(threads)
     if config.train:
         rows.append(retrieval_row(config, examples))
     report = build_report(config, examples, rows)
@@ -287,6 +299,8 @@ def resolve_device(device: str) -> str:
 
 def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Example]) -> Row:
     """Load one model, predict every example, and measure its size and speed."""
+    import torch
+
     from distillation.input_format import example_source
     from distillation.models import (
         count_parameters,
@@ -309,7 +323,8 @@ def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Exa
         candidates = predictor.predict(sources)
         seconds = time.perf_counter() - start
     speed = {"device": device, "seconds": seconds, "throughput_eps": len(sources) / seconds,
-             "beams": config.beams, "batch_size": config.batch_size}
+             "beams": config.beams, "batch_size": config.batch_size,
+             "threads": torch.get_num_threads() if device == "cpu" else None}
     speed.update(_latencies(config, model, tokenizer, generation, sources, device))
     size = {"parameters": count_parameters(model), "disk_bytes": _dir_bytes(Path(path))}
     if config.memory:

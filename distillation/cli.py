@@ -205,14 +205,16 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Measure peak RSS per model in a subprocess.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=int, help="CPU threads of the quality pass (default: torch's).")
 def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
-                  memory, device):
+                  memory, device, threads):
     """Exact match, lenient match, BLEU, size and latency of models and baselines, side by side."""
     from distillation.bench import BenchConfig, format_table, run_bench
 
     config = BenchConfig(data=data, models=tuple(models), teacher=teacher, train=train, out=out,
                          limit=limit, beams=beams, batch_size=batch_size,
-                         latency_examples=latency_examples, memory=memory, device=device)
+                         latency_examples=latency_examples, memory=memory, device=device,
+                         threads=threads)
     click.echo(format_table(run_bench(config)))
     click.echo(f"report: {out}")
 
