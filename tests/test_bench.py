@@ -94,6 +94,23 @@ def test_retrieval_returns_nearest_training_assertion():
     assert baseline.similarities("zzz").tolist() == [0.0, 0.0, 0.0]
 
 
+def test_retrieval_index_equals_brute_force_jaccard():
+    import random
+
+    from distillation.retrieval import token_set
+
+    rng = random.Random(7)
+    words = ["def", "x", "(", ")", "y", "z", "assert", "==", "w1", "w2", "w3"]
+    docs = [" ".join(rng.choices(words, weights=[9, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1], k=rng.randint(0, 8)))
+            for _ in range(60)]
+    baseline = RetrievalBaseline(docs, [f"assert {i}" for i in range(len(docs))])
+    for query in docs[:10] + ["y w3 (", ""]:
+        q = token_set(query)
+        expected = [len(q & token_set(d)) / len(q | token_set(d)) if q | token_set(d) else 0.0
+                    for d in docs]
+        assert baseline.similarities(query).tolist() == pytest.approx(expected)
+
+
 def test_retrieval_top_k_distinct_and_ties_in_training_order():
     baseline = RetrievalBaseline(["a b", "a b", "a c", "x y"], ["A1", "A1", "A2", "A3"],
                                  RetrievalConfig(num_return=3))
