@@ -13,5 +13,6 @@ def pytest_kdassert_suggester(config):
     :class:`pytest_kdassert.suggester.SuggestRequest` and returns, for each, a ranked list of
     candidates (strings, ``(text, score)`` pairs, or objects with ``.text`` and ``.score``).
     Used by kdassert's own tests to make runs deterministic; also a way to plug in another
-    generator.
+    generator. Mark the implementation ``@pytest.hookimpl(optionalhook=True)`` so that its
+    conftest also loads when the plugin is switched off (``-p no:kdassert``).
     """
