@@ -244,3 +244,20 @@ def test_cli_reports_bad_source(tmp_path):
     result = CliRunner().invoke(main, ["mine", str(tmp_path / "missing"), "-o", str(tmp_path)])
     assert result.exit_code == 1
     assert "neither a directory nor pypi:NAME==VERSION" in result.output
+
+
+def test_redefined_test_keeps_last_definition(tmp_path):
+    files = {**CALC, "tests/test_twice.py": """\
+        from calc import add
+
+
+        def test_same_name():
+            assert add(1, 1) == 2
+
+
+        def test_same_name():
+            assert add(2, 2) == 4
+        """}
+    out, _ = mine_dir(tmp_path, files)
+    twice = [e for e in by_id(out).values() if e.test_name == "test_same_name"]
+    assert [e.assertion for e in twice] == ["assert add(2, 2) == 4"]

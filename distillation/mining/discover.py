@@ -102,7 +102,10 @@ def _is_test_def(node: ast.stmt) -> bool:
 
 
 def find_test_functions(tree: ast.Module) -> list[TestFunction]:
-    """Module-level ``test*`` functions and ``test*`` methods of test classes, in file order."""
+    """Module-level ``test*`` functions and ``test*`` methods of test classes, in file order.
+
+    When a name is defined twice, only the last definition (the one Python keeps) counts.
+    """
     found = []
     test_classes: set[str] = set()
     for node in tree.body:
@@ -113,7 +116,8 @@ def find_test_functions(tree: ast.Module) -> list[TestFunction]:
             for item in node.body:
                 if _is_test_def(item):
                     found.append(TestFunction(f"{node.name}.{item.name}", item, node))
-    return found
+    last = {test.name: i for i, test in enumerate(found)}  # a redefinition shadows the first
+    return [test for i, test in enumerate(found) if last[test.name] == i]
 
 
 def module_name(root: Path, rel: Path) -> str:
