@@ -27,7 +27,9 @@ def site_record(state, display_path: str) -> dict:
     }
 
 
-def write_report(path: str | Path, records: list[dict], settings: dict) -> None:
+def write_report(path: str | Path, records: list[dict], settings: dict,
+                 suggest_seconds: float | None = None) -> None:
     """Write the report atomically; ``settings`` is the resolved SuggestConfig."""
-    payload = {"version": REPORT_VERSION, "settings": settings, "sites": records}
+    payload = {"version": REPORT_VERSION, "settings": settings,
+               "suggest_seconds": suggest_seconds, "sites": records}
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

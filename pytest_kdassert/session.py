@@ -8,6 +8,7 @@ pick the best verified candidate per site and hand the change set to :mod:`.summ
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class KdassertSession:
         self.states: dict[tuple, SiteState] = {}
         self.by_item: dict[str, tuple[object, list[SiteState]]] = {}
         self.verifier = Verifier()
+        self.suggest_seconds: float | None = None
+        """Wall time of candidate generation (model load included)."""
         self.messages: list[str] = []
         """One-line notices for the terminal summary (model missing, skipped files, ...)."""
 
@@ -102,11 +105,13 @@ class KdassertSession:
         states = list(self.states.values())
         requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
                                    s.focal_source, s.site.masked_source) for s in states]
+        start = time.perf_counter()
         try:
             results = suggester.suggest(requests)
         except KdassertError as exc:
             self._notice(f"kdassert: no suggestions: {exc}")
             return
+        self.suggest_seconds = time.perf_counter() - start
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
 

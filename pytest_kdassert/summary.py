@@ -20,6 +20,10 @@ def finish(session, reporter, interrupted: bool = False) -> None:
     for message in session.messages:
         reporter.write_line(message)
     _describe_sites(states, reporter)
+    if session.suggest_seconds is not None:
+        candidates = sum(len(s.candidates) for s in states)
+        reporter.write_line(f"kdassert: {candidates} candidate(s) generated in "
+                            f"{session.suggest_seconds:.1f} s (model load included)")
     for state in states:
         if state.chosen is not None:
             site = state.site
@@ -34,7 +38,8 @@ def finish(session, reporter, interrupted: bool = False) -> None:
         _diff_or_apply(session, reporter, write=settings.mode == "apply")
     if settings.report:
         records = [site_record(s, session.changeset.display_name(s.site.path)) for s in states]
-        write_report(settings.report, records, dataclasses.asdict(settings))
+        write_report(settings.report, records, dataclasses.asdict(settings),
+                     session.suggest_seconds)
         reporter.write_line(f"kdassert: report written to {settings.report}")
 
 
