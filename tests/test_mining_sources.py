@@ -108,3 +108,15 @@ def test_safe_extract_refuses_escaping_paths(tmp_path):
     with pytest.raises(SourceError, match="cannot unpack"):
         safe_extract(bad_tar, tmp_path / "out2")
     assert not (tmp_path / "evil2.py").exists()
+
+
+def test_failed_source_is_skipped_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, "", "ERROR: No matching distribution found"))
+    root = tmp_path / "proj"
+    (root / "tests").mkdir(parents=True)
+    (root / "tests" / "test_a.py").write_text("def test_a():\n    assert 1 + 1 == 2\n")
+    stats = mine(MineConfig(out_dir=str(tmp_path / "out"), workers=1, split="none",
+                            sources=[str(root), "pypi:nope==1.0"], cache_dir=str(tmp_path / "c")))
+    assert list(stats["failed_sources"]) == ["nope"]
+    assert stats["num_projects"] == 1 and stats["examples"] == 1

@@ -151,8 +151,10 @@ def extract_all(projects: list[tuple[SourceSpec, Path]], config: MineConfig):
     return results
 
 
-def fetch_all(specs: list[SourceSpec], cache_dir: str) -> list[tuple[SourceSpec, Path]]:
-    """Fetch every source (cached), logging and skipping the ones that fail."""
+def fetch_all(specs: list[SourceSpec], cache_dir: str,
+              failures: dict[str, str] | None = None) -> list[tuple[SourceSpec, Path]]:
+    """Fetch every source (cached); a failing one is logged, recorded in ``failures`` and
+    skipped, unless it is the only source."""
     projects = []
     for spec in tqdm(specs, unit="project", desc="fetching", disable=None, file=sys.stderr):
         try:
@@ -161,6 +163,8 @@ def fetch_all(specs: list[SourceSpec], cache_dir: str) -> list[tuple[SourceSpec,
             if len(specs) == 1:
                 raise
             logger.warning("skipping %s: %s", spec.project, exc)
+            if failures is not None:
+                failures[spec.project] = str(exc)
     return projects
 
 
@@ -170,13 +174,15 @@ def mine(config: MineConfig) -> dict:
 
     specs = resolve_specs(config)
     started = time.perf_counter()
-    projects = fetch_all(specs, config.cache_dir)
+    failures: dict[str, str] = {}
+    projects = fetch_all(specs, config.cache_dir, failures)
     fetched = time.perf_counter()
     results = extract_all(projects, config)
     outputs, stats = build_outputs(projects, results, config)
     out_dir = Path(config.out_dir)
     for name, examples in outputs.items():
         write_examples(out_dir / f"{name}.jsonl", examples)
+    stats["failed_sources"] = failures
     stats["seconds"] = {"fetch": round(fetched - started, 2),
                         "mine": round(time.perf_counter() - fetched, 2)}
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
