@@ -16,7 +16,7 @@ class atomic_write:  # noqa: N801 - used like open()
     """Context manager: write to a temp file beside ``path``, rename over it on success.
 
     On any exception (KeyboardInterrupt included) the temp file is removed and ``path`` is
-    untouched. An existing file keeps its permission bits.
+    untouched. An existing file keeps its permission bits; a new one gets the umask's.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
@@ -40,11 +40,19 @@ class atomic_write:  # noqa: N801 - used like open()
             if exc_type is None:
                 if self.path.exists():
                     shutil.copymode(self.path, self._tmp)
+                else:  # mkstemp creates 0600; a new file gets the usual umask-based mode
+                    os.chmod(self._tmp, 0o666 & ~_current_umask())
                 os.replace(self._tmp, self.path)
         finally:
             if os.path.exists(self._tmp):
                 os.unlink(self._tmp)
         return False
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, newline: str | None = "") -> None:

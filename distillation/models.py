@@ -115,7 +115,7 @@ def build_model(preset: str, tokenizer, **overrides):
 
     if preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    config = T5Config(
+    settings = dict(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -123,8 +123,8 @@ def build_model(preset: str, tokenizer, **overrides):
         dropout_rate=0.1,
         feed_forward_proj="relu",
         tie_word_embeddings=True,
-        **{**PRESETS[preset], **overrides},
     )
+    config = T5Config(**{**settings, **PRESETS[preset], **overrides})
     return T5ForConditionalGeneration(config)
 
 

@@ -154,3 +154,20 @@ def test_vocab_mismatch_refused(tiny_tokenizer):
     check_same_vocabulary(tiny_tokenizer, tiny_tokenizer)
     with pytest.raises(VocabMismatchError, match="same tokenizer"):
         check_same_vocabulary(tiny_tokenizer, other)
+
+
+def test_atomic_write_new_file_gets_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "new.txt", "x")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "new.txt").stat().st_mode & 0o777) == "0o644"
+
+
+def test_build_model_accepts_overrides(tiny_tokenizer):
+    from distillation.models import build_model
+
+    model = build_model("tiny", tiny_tokenizer, vocab_size=512, num_layers=2)
+    assert model.config.vocab_size == 512
+    assert model.config.num_layers == 2
