@@ -27,6 +27,8 @@ class SuggestConfig:
     """Also suggest for tests that already assert something (after their last statement)."""
     verify: bool = True
     """Run candidates in the test's own frame and keep the best one that passes."""
+    ground: bool = True
+    """Fill literals in the model's candidates with the values the test run observes."""
     report: str | None = None
     """Write a JSON report (one record per site) to this path."""
 

@@ -301,3 +301,33 @@ def rank_score(text: str, model_score: float, focal_names: set[str]) -> float:
     if is_weak(text):
         score -= WEAK_PENALTY
     return score
+
+
+def focal_names(test_node: ast.AST, focal_name: str | None, before_line: int = 0) -> set[str]:
+    """The focal function's name and the names assigned from calls to it before the site.
+
+    ``result = cart.total()`` with focal ``cart.total`` gives ``{"total", "result"}``.
+    """
+    if not focal_name:
+        return set()
+    names = {focal_name.rsplit(".", 1)[-1]}
+    for node in ast.walk(test_node):
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(node.value, ast.Call):
+            continue
+        if before_line and node.lineno >= before_line:
+            continue
+        if _dotted_name(node.value.func) != focal_name:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _dotted_name(expr: ast.expr) -> str:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        inner = _dotted_name(expr.value)
+        return f"{inner}.{expr.attr}" if inner else ""
+    return ""

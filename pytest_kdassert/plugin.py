@@ -37,6 +37,11 @@ def pytest_addoption(parser) -> None:
                     help="also suggest for tests that already assert something.")
     group.addoption("--kdassert-no-verify", action="store_true", default=False,
                     help="keep the model's top candidate without running it in the test.")
+    group.addoption("--kdassert-ground", dest="kdassert_ground", action="store_true",
+                    default=True,
+                    help="fill the candidates' expected values from the test run (default).")
+    group.addoption("--kdassert-no-ground", dest="kdassert_ground", action="store_false",
+                    help="keep the model's literals as they are.")
     group.addoption("--kdassert-report", default=None, metavar="FILE.json",
                     help="write every site, candidate and verification outcome as JSON.")
     parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
@@ -75,6 +80,7 @@ def _settings(config, mode):
             threads=config.getoption("kdassert_threads"),
             all_tests=config.getoption("kdassert_all"),
             verify=not config.getoption("kdassert_no_verify"),
+            ground=config.getoption("kdassert_ground"),
             report=config.getoption("kdassert_report"),
         )
     except (ConfigError, ValueError) as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 from distillation.atomic import write_text_atomic
 
 REPORT_VERSION = 1
+"""Fields added since (``origin``, ``grounded_from``, ``chosen_origin``) are additive."""
 
 
 def site_record(state, display_path: str) -> dict:
@@ -23,6 +24,8 @@ def site_record(state, display_path: str) -> dict:
         "focal": state.focal_name,
         "status": state.status,
         "chosen": state.chosen.text if state.chosen else None,
+        "chosen_origin": state.chosen.origin if state.chosen else None,
+        "chosen_grounded_from": state.chosen.grounded_from if state.chosen else None,
         "candidates": [c.to_dict() for c in state.candidates],
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,14 @@ from pytest_kdassert.changes import ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.discovery import APPEND_MODE, Site, code_of_test, find_sites, function_info
 from pytest_kdassert.focal import resolve_focal
+from pytest_kdassert.grounding import focal_names, rank_score
 from pytest_kdassert.suggester import ModelSuggester, SuggestRequest, as_raw_candidates
 from pytest_kdassert.verify import (
+    GROUNDED,
+    MODEL,
     NOT_REACHED,
     PASSED,
+    UNSTABLE,
     UNVERIFIED,
     CandidateCheck,
     FrameTrap,
@@ -43,6 +48,14 @@ class SiteState:
     screened: dict[int, str] = field(default_factory=dict)
     """Candidate index -> normalised text, for candidates that are worth running."""
     failed_nodeids: list[str] = field(default_factory=list)
+    focal_names: set[str] = field(default_factory=set)
+    """Focal function name and names assigned from its call: ranking's focal bonus."""
+    ground_seen: dict[int, set] = field(default_factory=dict)
+    """Model candidate index -> every grounded text (or None) its evaluations produced."""
+    grounded_sources: dict[int, set[int]] = field(default_factory=dict)
+    """Grounded candidate index -> the model candidates that grounded to it."""
+    rerun_failed: bool = False
+    """The flakiness re-run of one of the site's tests raised: its grounded values are void."""
     chosen: CandidateCheck | None = None
     status: str = "pending"
 
@@ -61,6 +74,10 @@ class KdassertSession:
         """Wall time of candidate generation (model load included)."""
         self.messages: list[str] = []
         """One-line notices for the terminal summary (model missing, skipped files, ...)."""
+        self._grounded_now = False
+        """Set when the current test call produced a grounded value (it gets a re-run)."""
+        self._observing = False
+        """True during the flakiness re-run: values are collected, nothing is checked."""
 
     # -- collection ---------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
@@ -95,6 +112,7 @@ class KdassertSession:
         focal = resolve_focal(node, before, namespace)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
+            state.focal_names = focal_names(node, focal.name, before)
 
     def pytest_collection_finish(self, session) -> None:
         if not self.states:
@@ -162,17 +180,63 @@ class KdassertSession:
                 on_line[state.site.line] = self._evaluator(state)
         if not on_line and on_return is None:
             return (yield)
+        self._grounded_now = False
         with FrameTrap(code, on_line, on_return):
-            return (yield)
+            result = yield
+        if self._grounded_now and _can_rerun(item):
+            self._rerun(item, code, on_line, on_return, states)
+        return result
+
+    def _rerun(self, item, code, on_line, on_return, states) -> None:
+        """Run the test once more (same fixture values) and collect the grounded values again.
+
+        Grounded candidates whose value differs between the runs are dropped in :meth:`decide`.
+        """
+        self._observing = True
+        try:
+            with FrameTrap(code, on_line, on_return):
+                item.runtest()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a failing re-run voids the grounded values
+            logger.info("kdassert: re-run of %s raised %s", item.nodeid, type(exc).__name__)
+            for state in states:
+                state.rerun_failed = True
+        finally:
+            self._observing = False
 
     def _evaluator(self, state: SiteState):
         def evaluate(frame) -> None:
             frame_globals, frame_locals = frame.f_globals, frame.f_locals
-            for index, text in state.screened.items():
-                result = self.verifier.check(text, frame_globals, frame_locals)
-                state.candidates[index].record(result)
+            for index, text in list(state.screened.items()):
+                check = state.candidates[index]
+                if not self._observing:
+                    check.record(self.verifier.check(text, frame_globals, frame_locals))
+                if self.settings.ground and check.origin == MODEL:
+                    grounded = self.verifier.ground(text, frame_globals, frame_locals)
+                    state.ground_seen.setdefault(index, set()).add(grounded)
+                    if grounded is not None and grounded != text:
+                        self._grounded_now = True
+                        if not self._observing:
+                            self._add_grounded(state, index, grounded, frame)
 
         return evaluate
+
+    def _add_grounded(self, state: SiteState, source: int, text: str, frame) -> None:
+        """Add (or reuse) the grounded candidate ``text`` made from candidate ``source``."""
+        existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
+        if existing is not None:
+            if state.candidates[existing].origin == GROUNDED:
+                state.grounded_sources[existing].add(source)
+            return  # the model proposed this very text: it is checked as the model's
+        model = state.candidates[source]
+        check = CandidateCheck(text, model.score, model.rank, origin=GROUNDED,
+                               grounded_from=model.text)
+        check.record(self.verifier.check(text, frame.f_globals, frame.f_locals))
+        state.candidates.append(check)
+        index = len(state.candidates) - 1
+        state.screened[index] = text
+        state.grounded_sources[index] = {source}
 
     def pytest_runtest_logreport(self, report) -> None:
         if report.failed and report.nodeid in self.by_item:
@@ -181,9 +245,15 @@ class KdassertSession:
 
     # -- end of session -----------------------------------------------------------------
     def decide(self) -> None:
-        """Pick each site's suggestion: the best-ranked candidate that passed everywhere."""
+        """Pick each site's suggestion: the best-ranked candidate that passed everywhere.
+
+        Ranking is :func:`~pytest_kdassert.grounding.rank_score`: the model's score (0 when
+        the suggester gave none) plus a bonus for checking the focal result, minus a penalty
+        for weak checks; ties go to the model's rank.
+        """
         for state in self.states.values():
             state.chosen = None
+            _drop_unstable(state)
             if state.failed_nodeids:
                 state.status = "test-failed"
                 continue
@@ -191,7 +261,7 @@ class KdassertSession:
             usable = [state.candidates[i] for i in state.screened
                       if state.candidates[i].outcome in wanted]
             if usable:
-                state.chosen = min(usable, key=lambda c: c.rank)
+                state.chosen = min(usable, key=lambda c: _rank_key(c, state.focal_names))
                 state.status = "suggested"
             elif not state.candidates:
                 state.status = "no-candidates"
@@ -207,6 +277,29 @@ class KdassertSession:
 
         self.decide()
         finish(self, terminalreporter, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+def _rank_key(check: CandidateCheck, names: set[str]) -> tuple:
+    score = rank_score(check.text, check.score or 0.0, names)
+    return (-score, check.rank, check.origin == GROUNDED)
+
+
+def _drop_unstable(state: SiteState) -> None:
+    """Grounded candidates whose value was not the same in every run of the site."""
+    for index, sources in state.grounded_sources.items():
+        check = state.candidates[index]
+        if check.outcome != PASSED:
+            continue
+        if state.rerun_failed:
+            check.outcome, check.detail = UNSTABLE, "the test failed when run again"
+        elif any(state.ground_seen.get(s, set()) != {check.text} for s in sources):
+            check.outcome, check.detail = UNSTABLE, "the value differs between runs"
+
+
+def _can_rerun(item) -> bool:
+    """unittest tests are not re-run: their TestCase machinery reports into the item."""
+    cls = getattr(item, "cls", None)
+    return not (isinstance(cls, type) and issubclass(cls, unittest.TestCase))
 
 
 class XdistNotice:

@@ -61,6 +61,8 @@ def _describe_sites(states, reporter) -> None:
                 mark = "*" if check is state.chosen else " "
                 score = "" if check.score is None else f" [{check.score:.3f}]"
                 detail = f" ({check.detail})" if check.detail else ""
+                if check.grounded_from is not None:
+                    detail += f" (grounded from: {check.grounded_from})"
                 reporter.write_line(f"   {mark} {check.outcome:<13} {check.text}{score}{detail}")
 
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from distillation.assertions import assertion_kind, is_placeholder_assert, normalize_assertion
+from pytest_kdassert.grounding import ground, needs_pytest_import
 
 PASSED = "passed"
 FAILED = "failed"  # raised AssertionError
@@ -25,6 +26,10 @@ NOT_ASSERTION = "not-assertion"
 TRIVIAL = "trivial"  # asserts a constant: proves nothing
 NOT_REACHED = "not-reached"  # the site never executed (test skipped, failed before it, ...)
 UNVERIFIED = "unverified"  # --kdassert-no-verify
+UNSTABLE = "unstable"  # grounded value differed between runs of the site
+
+MODEL = "model"  # origin: the model's text as-is
+GROUNDED = "grounded"  # origin: the model's text with the observed value filled in
 
 
 @dataclass
@@ -43,6 +48,10 @@ class CandidateCheck:
     outcome: str = NOT_REACHED
     detail: str = ""
     runs: int = field(default=0, repr=False)
+    origin: str = MODEL
+    """``model`` (as generated) or ``grounded`` (value filled in from the run)."""
+    grounded_from: str | None = None
+    """For a grounded candidate: the model candidate it was made from."""
 
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
@@ -53,7 +62,8 @@ class CandidateCheck:
 
     def to_dict(self) -> dict:
         return {"text": self.text, "score": self.score, "rank": self.rank,
-                "outcome": self.outcome, "detail": self.detail}
+                "outcome": self.outcome, "detail": self.detail, "origin": self.origin,
+                "grounded_from": self.grounded_from}
 
 
 class Verifier:
@@ -90,6 +100,36 @@ class Verifier:
         except BaseException as exc:  # noqa: BLE001 - pytest.fail, SystemExit, anything
             return CheckResult(ERROR, f"{type(exc).__name__}: {_describe(exc)}")
         return CheckResult(PASSED)
+
+    def ground(self, candidate: str, frame_globals: dict, frame_locals: dict) -> str | None:
+        """``candidate`` with its expected value observed in the frame, or None.
+
+        The observed expression is evaluated against a merged copy of the namespace, as in
+        :meth:`check`. Returns the screened grounded text; None when the candidate has no
+        groundable form, the value has no faithful literal, or the text would need
+        ``pytest.approx`` in a module that does not import pytest.
+        """
+        def evaluate(expr: str):
+            namespace = dict(frame_globals)
+            namespace.update(frame_locals)
+            return eval(expr, namespace)  # noqa: S307 - the test's own context, by design
+
+        try:
+            grounded = ground(candidate, evaluate)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - pytest.fail, SystemExit inside model text
+            return None
+        if grounded is None:
+            return None
+        if needs_pytest_import(grounded.text) and not _is_pytest(frame_globals.get("pytest")):
+            return None
+        normalized, problem = self.screen(grounded.text)
+        return normalized if problem is None else None
+
+
+def _is_pytest(module) -> bool:
+    return getattr(module, "__name__", None) == "pytest" and hasattr(module, "approx")
 
 
 def _describe(exc: BaseException) -> str:
