@@ -72,6 +72,11 @@ def test_tick():
     n = tick()
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_param(k):
+    d = total([k])
+
+
 def test_words():
     w = words("a b")
 
@@ -125,6 +130,7 @@ CANDIDATES = {
     "test_box": ["assert box == 0"],
     "test_tick": ["assert n == 0"],
     "test_words": ["assert len(w) == 0"],
+    "test_param": ["assert d == 0"],
     "test_in": ["assert 'z' in w"],
     "test_is": ["assert flag is False"],
     "test_not_equal": ["assert t != 1"],
@@ -147,7 +153,7 @@ def _sites(report) -> dict:
 def test_grounding_applies_observed_values(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts=apply", f"--kdassert-report={report}")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=13)
     text = (project.path / "test_cart.py").read_text()
     for line in ["    result = total(cart)\n    assert total(cart) == 15\n",
                  "    avg = average([1, 2])\n    assert avg == pytest.approx(1.5)\n",
@@ -183,17 +189,20 @@ def test_grounding_applies_observed_values(project):
     assert [(c["text"], c["outcome"]) for c in tick["candidates"]] == [
         ("assert n == 0", "failed"), ("assert n == 1", "unstable")]
     assert [c["origin"] for c in sites["test_box"]["candidates"]] == ["model"]
+    # parametrized: the value differs between instances, so it is not a grounded constant
+    assert [c["outcome"] for c in sites["test_param"]["candidates"]] == [
+        "failed", "failed", "unstable"]
     assert len(sites["test_avg_no_import"]["candidates"]) == 1
 
     rerun = project.runpytest_inprocess("-p", "no:kdassert")
-    rerun.assert_outcomes(passed=11)
+    rerun.assert_outcomes(passed=13)
 
 
 def test_no_ground_keeps_model_literals(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground",
                                          f"--kdassert-report={report}")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=13)
     sites = _sites(report)
     assert all(c["origin"] == "model" for s in sites.values() for c in s["candidates"])
     assert sites["test_total"]["chosen"] == "assert result is not None"
