@@ -31,6 +31,17 @@ def _call_name(call: ast.Call) -> str | None:
     return None
 
 
+def dotted_name(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None (``f().x``, ``a[0].b``)."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *parts])
+    return None
+
+
 def assertion_kind(stmt: ast.stmt) -> AssertionKind | None:
     """Classify a statement, or return None when it is not an assertion.
 

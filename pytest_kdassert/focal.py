@@ -15,6 +15,7 @@ import sysconfig
 import textwrap
 from dataclasses import dataclass
 
+from distillation.assertions import dotted_name
 from distillation.mining.symbols import MAX_FOCAL_LINES  # the miner's cut: same inputs
 
 logger = logging.getLogger(__name__)
@@ -124,12 +125,7 @@ def _is_library(obj) -> bool:
 
 
 def _dotted(expr: ast.expr) -> str:
-    if isinstance(expr, ast.Name):
-        return expr.id
-    if isinstance(expr, ast.Attribute):
-        inner = _dotted(expr.value)
-        return f"{inner}.{expr.attr}" if inner else ""
-    return ""
+    return dotted_name(expr) or ""
 
 
 def _in_test_file(obj) -> bool:

@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from distillation.assertions import dotted_name
+
 MAX_LITERAL_CHARS = 240
 """Longer values make unreadable assertions; they are not grounded."""
 
@@ -316,18 +318,9 @@ def focal_names(test_node: ast.AST, focal_name: str | None, before_line: int = 0
             continue
         if before_line and node.lineno >= before_line:
             continue
-        if _dotted_name(node.value.func) != focal_name:
+        if dotted_name(node.value.func) != focal_name:
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
             names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
     return names
-
-
-def _dotted_name(expr: ast.expr) -> str:
-    if isinstance(expr, ast.Name):
-        return expr.id
-    if isinstance(expr, ast.Attribute):
-        inner = _dotted_name(expr.value)
-        return f"{inner}.{expr.attr}" if inner else ""
-    return ""

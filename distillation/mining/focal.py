@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from distillation.assertions import dotted_name
 from distillation.mining.symbols import Definition, ProjectIndex
 
 _MAX_TRACE = 4
@@ -134,7 +135,7 @@ def _mutating_call(stmt: ast.stmt, name: str) -> ast.Call | None:
     """``name.method(...)`` as a statement of its own: it changes ``name``'s state."""
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         func = stmt.value.func
-        if isinstance(func, ast.Attribute) and _dotted(func.value) == name:
+        if isinstance(func, ast.Attribute) and dotted_name(func.value) == name:
             return stmt.value
     return None
 
@@ -143,16 +144,6 @@ def _returns_self(node: ast.AST) -> bool:
     """A fluent method (``return self``): its call has the receiver's type."""
     return any(isinstance(sub, ast.Return) and isinstance(sub.value, ast.Name)
                and sub.value.id == "self" for sub in ast.walk(node))
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.insert(0, node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return ".".join([node.id, *parts])
-    return None
 
 
 class FocalResolver:
@@ -168,7 +159,7 @@ class FocalResolver:
             receiver = self.type_of(func.value, upto)
             if receiver is not None:
                 return self.scope.index.member(receiver, func.attr)
-        dotted = _dotted(func)
+        dotted = dotted_name(func)
         if dotted is None:
             return None
         head, _, rest = dotted.partition(".")
@@ -192,7 +183,7 @@ class FocalResolver:
             if found is not None and not found.is_class and _returns_self(found.node):
                 found = self.scope.index.resolve(found.qualname.rpartition(".")[0])
             return found if found is not None and found.is_class else None
-        name = _dotted(node)
+        name = dotted_name(node)
         if name is None or not (isinstance(node, ast.Name) or _self_attr(node)):
             return None
         for stmt in reversed(self.scope.statements[:upto]):
