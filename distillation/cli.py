@@ -33,9 +33,9 @@ def main(verbose: int, quiet: int) -> None:
 
     \b
     Typical pipeline:
-      kdassert mine --corpus default -o data/       # build the dataset
-      kdassert train --data data/ -o runs/          # tokenizer, teacher, logits, student
-      kdassert bench --data data/test.jsonl --model runs/student/final
+      kdassert mine --corpus default -o data/corpus     # build the dataset
+      kdassert train --config configs/train-cpu.toml    # tokenizer, teacher, logits, student
+      kdassert bench --data data/corpus/test.jsonl --model runs/cpu/students/NAME/final
     """
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s")

@@ -57,7 +57,7 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
         if not (directory / "config.json").is_file():
             raise ModelNotFoundError(
                 f"No bundled default model is installed (looked in {directory}). Train one with "
-                "`kdassert train` and pass its directory, e.g. --kdassert-model runs/student/final."
+                "`kdassert train` and pass its directory, e.g. --kdassert-model runs/cpu/students/student-topk-a0.5-T2/final."
             )
         return str(directory)
     path = Path(spec).expanduser()
