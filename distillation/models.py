@@ -34,6 +34,9 @@ PRESETS: dict[str, dict] = {
     "student": dict(d_model=256, d_ff=1024, d_kv=32, num_heads=8, num_layers=4, num_decoder_layers=4),
     # ~3M: a smaller student for the size/quality trade-off.
     "student-small": dict(d_model=192, d_ff=768, d_kv=32, num_heads=6, num_layers=3, num_decoder_layers=3),
+    # ~2.3M, under a quarter of "student": the CPU pair is student (as teacher) -> student-mini.
+    # A shallow 2-layer decoder, since decoding steps dominate per-assertion latency.
+    "student-mini": dict(d_model=128, d_ff=448, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2),
     # A few thousand parameters besides the embeddings: for tests only.
     "tiny": dict(d_model=32, d_ff=64, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1),
 }
