@@ -139,43 +139,50 @@ def _metric_lines(ax, points, metrics, x_key):
     return colors
 
 
-def plot_vs_alpha(results: dict, config: PlotConfig, path: Path) -> Path:
-    """Metrics against alpha at a fixed temperature."""
-    points = list(results["points"].values())
-    temperature = config.temperature
-    if temperature is None:
-        temperature = _default_point(points, config.metrics[0])["temperature"]
-    series = _series(results, "alpha", "temperature", temperature)
+def _grid_slice(results: dict, config: PlotConfig, x_key: str, fixed_key: str,
+                fixed_value: float | None):
+    """Points along ``x_key`` at ``fixed_key`` = fixed_value (default: the best point's value)."""
+    if fixed_value is None:
+        points = list(results["points"].values())
+        fixed_value = _default_point(points, config.metrics[0])[fixed_key]
+    series = _series(results, x_key, fixed_key, fixed_value)
     if not series:
-        raise ConfigError(f"No grid point has T={temperature:g}; choose one the sweep ran.")
+        symbol = {"temperature": "T"}.get(fixed_key, fixed_key)
+        raise ConfigError(f"No grid point has {symbol}={fixed_value:g}; choose one the sweep ran.")
+    return series, fixed_value
+
+
+def _plot_slice(results: dict, config: PlotConfig, series, x_key: str):
+    """A figure with one line per metric along ``x_key`` and the teacher's reference lines."""
     fig, ax = _figure(config)
-    colors = _metric_lines(ax, series, config.metrics, "alpha")
+    colors = _metric_lines(ax, series, config.metrics, x_key)
     _teacher_lines(ax, results, config.metrics, colors)
-    ax.set(xlabel="alpha (weight of the teacher's soft targets)", ylabel="score",
-           title=f"Student quality vs alpha (T = {temperature:g})", ylim=(0, 1.02))
+    return fig, ax
+
+
+def _finish(fig, ax, config: PlotConfig, path: Path, xlabel: str, title: str) -> Path:
+    ax.set(xlabel=xlabel, ylabel="score", title=title, ylim=(0, 1.02))
     ax.legend(fontsize="small", loc="best")
     return _save(fig, path, config.dpi)
+
+
+def plot_vs_alpha(results: dict, config: PlotConfig, path: Path) -> Path:
+    """Metrics against alpha at a fixed temperature."""
+    series, temperature = _grid_slice(results, config, "alpha", "temperature", config.temperature)
+    fig, ax = _plot_slice(results, config, series, "alpha")
+    return _finish(fig, ax, config, path, "alpha (weight of the teacher's soft targets)",
+                   f"Student quality vs alpha (T = {temperature:g})")
 
 
 def plot_vs_temperature(results: dict, config: PlotConfig, path: Path) -> Path:
     """Metrics against temperature at a fixed alpha (alpha = 0 ignores T, so it is not a default)."""
-    points = list(results["points"].values())
-    alpha = config.alpha
-    if alpha is None:
-        alpha = _default_point(points, config.metrics[0])["alpha"]
-    series = _series(results, "temperature", "alpha", alpha)
-    if not series:
-        raise ConfigError(f"No grid point has alpha={alpha:g}; choose one the sweep ran.")
-    fig, ax = _figure(config)
-    colors = _metric_lines(ax, series, config.metrics, "temperature")
-    _teacher_lines(ax, results, config.metrics, colors)
+    series, alpha = _grid_slice(results, config, "temperature", "alpha", config.alpha)
+    fig, ax = _plot_slice(results, config, series, "temperature")
     ax.set_xscale("log", base=2)
     ax.set_xticks([p["temperature"] for p in series], [f"{p['temperature']:g}" for p in series])
     ax.minorticks_off()
-    ax.set(xlabel="temperature T (log scale)", ylabel="score",
-           title=f"Student quality vs temperature (alpha = {alpha:g})", ylim=(0, 1.02))
-    ax.legend(fontsize="small", loc="best")
-    return _save(fig, path, config.dpi)
+    return _finish(fig, ax, config, path, "temperature T (log scale)",
+                   f"Student quality vs temperature (alpha = {alpha:g})")
 
 
 def size_rows(report_paths: list[str]) -> list[dict]:
