@@ -84,6 +84,30 @@ def mine_command(sources, out_dir, corpus, cache_dir, split, max_per_project, va
                f"focal found for {stats['focal_found_rate']:.1%}. Written to {out_dir}")
 
 
+@main.command("sample")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New dataset directory for the subset.")
+@click.option("--train", "train", type=int, help="Training examples to keep (default: all).")
+@click.option("--valid", "valid", type=int, help="Validation examples to keep (default: all).")
+@click.option("--test", "test", type=int, help="Test examples to keep (default: all).")
+@click.option("--seed", default=0, show_default=True, help="Random seed of the draw.")
+def sample_command(data_dir, out_dir, train, valid, test, seed):
+    """Draw a seeded random subset of a mined dataset from every project.
+
+    Mined splits are grouped by project, so `--limit N` elsewhere sees only the first few
+    projects; a subset made here covers all of them. Example:
+
+    \b
+      kdassert sample data/corpus -o data/corpus-32k --train 32000 --valid 1000 --test 2000
+    """
+    from distillation.sample import SampleConfig, sample_dataset
+
+    sizes = {"train": train, "valid": valid, "test": test}
+    written = sample_dataset(SampleConfig(data_dir, out_dir, sizes, seed))
+    click.echo(", ".join(f"{split}: {n}" for split, n in written.items()) + f" examples in {out_dir}")
+
+
 # --- training commands (issue: train) ------------------------------------------------------
 
 
