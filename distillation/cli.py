@@ -211,6 +211,32 @@ def _floats(text: str) -> tuple[float, ...]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
 
 
+@main.command("bundle")
+@click.argument("model")
+@click.option("--bench", "bench", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="`kdassert bench` report with a row for MODEL; its numbers go into the model card.")
+@click.option("--row", help="The model's row name in the report (default: the row whose path is MODEL).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Install somewhere else than the package's default_model/.")
+@click.option("--force", is_flag=True, help="Replace the bundled model even if the benchmark says it is not better.")
+@click.option("--notes", default="", help="Free text for the model card.")
+def bundle_command(model, bench, row, out_dir, force, notes):
+    """Install a trained student as the bundled default model (`--kdassert-model default`).
+
+    Writes safetensors weights, config, tokenizer, input format and model_card.json
+    (training settings, benchmark metrics, date). Refuses models over 25 MB, and refuses to
+    replace the bundled model unless the new one has a higher strict exact match on the same
+    benchmark data.
+
+    \b
+      kdassert bundle runs/cpu/students/NAME/final --bench runs/bench-test.json
+    """
+    from distillation.bundle import BundleConfig, bundle_model
+
+    target = bundle_model(BundleConfig(model, bench, row, out_dir, force, notes))
+    click.echo(f"bundled {model} into {target}")
+
+
 @main.command("bench")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Examples to score (mining-schema JSONL), e.g. data/test.jsonl.")
