@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_kdassert.config import MODES
+
 SESSION_KEY = pytest.StashKey[object]()
 """``config.stash[SESSION_KEY]``: the active :class:`~pytest_kdassert.session.KdassertSession`."""
 
@@ -17,11 +19,24 @@ def pytest_addhooks(pluginmanager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+def pytest_load_initial_conftests(early_config, parser, args) -> None:
+    """Read ``--suggest-asserts tests/`` as diff mode on ``tests/``.
+
+    The option's value is optional, so argparse would take the path that follows as the mode.
+    pytest calls this hook (for installed plugins) before its final parse of ``args``, which it
+    passes by reference, so naming the default mode here leaves the path a path.
+    """
+    for i, arg in enumerate(args[:-1]):
+        following = args[i + 1]
+        if arg == "--suggest-asserts" and following not in MODES and not following.startswith("-"):
+            args[i] = "--suggest-asserts=diff"
+
+
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("kdassert", "suggest missing assertions with a local model")
     group.addoption(
         "--suggest-asserts", action="store", nargs="?", const="diff", default=None,
-        choices=("diff", "apply", "review"), metavar="MODE",
+        metavar="MODE",
         help="suggest assertions for tests with `assert ...` or no assertion: diff (default, "
              "prints patches), apply (writes files) or review (asks each; needs -s).",
     )

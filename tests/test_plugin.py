@@ -186,6 +186,15 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
     assert [c["outcome"] for c in ok["candidates"]] == ["failed", "failed"]
 
 
+def test_a_path_after_the_flag_is_a_path_not_a_mode(project):
+    result = project.runpytest_inprocess("--suggest-asserts", "test_shop.py")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*kdassert: 4 site(s) wanting an assertion, 4 with a suggestion*",
+                                 "*nothing was written*"])
+    bogus = project.runpytest_inprocess("--suggest-asserts=bogus")
+    bogus.stderr.fnmatch_lines(["*--suggest-asserts must be one of diff, apply, review, got 'bogus'*"])
+
+
 def test_no_verify_keeps_the_top_candidate(pytester):
     pytester.makeconftest(STUB.format(candidates={"test_ok": ["assert x == 2"]}))
     pytester.makepyfile(test_nv="def test_ok():\n    x = 1\n")
