@@ -6,6 +6,7 @@ passed through for users who are online; ``default`` is the student bundled in t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -99,7 +100,8 @@ def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
     path = resolve_model_path(spec)
     tokenizer = load_tokenizer(path)
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
+        with _no_progress_bar():  # a few MB load instantly; the bar would only clutter pytest output
+            model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise CorruptModelError(
             f"Cannot load the model in {path}: {exc}. Retrain it or reinstall the package."
@@ -110,6 +112,19 @@ def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
             f"tokenizer's ({len(tokenizer)}); the directory mixes files from different runs."
         )
     return model.to(device).eval(), tokenizer
+
+
+@contextlib.contextmanager
+def _no_progress_bar():
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def build_model(preset: str, tokenizer, **overrides):
