@@ -183,7 +183,7 @@ class KdassertSession:
         self._grounded_now = False
         with FrameTrap(code, on_line, on_return):
             result = yield
-        if self._grounded_now and _can_rerun(item):
+        if self._grounded_now:
             self._rerun(item, code, on_line, on_return, states)
         return result
 
@@ -195,7 +195,7 @@ class KdassertSession:
         self._observing = True
         try:
             with FrameTrap(code, on_line, on_return):
-                item.runtest()
+                _run_again(item)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - a failing re-run voids the grounded values
@@ -296,10 +296,26 @@ def _drop_unstable(state: SiteState) -> None:
             check.outcome, check.detail = UNSTABLE, "the value differs between runs"
 
 
-def _can_rerun(item) -> bool:
-    """unittest tests are not re-run: their TestCase machinery reports into the item."""
+def _run_again(item) -> None:
+    """Run a test's body once more, reusing the fixtures of the current call.
+
+    A unittest test runs on a fresh TestCase with setUp, tearDown and cleanups, outside the
+    TestCase result machinery (``item.runtest()`` would report into the item a second time);
+    class-level fixtures are still set up at this point of the call.
+    """
     cls = getattr(item, "cls", None)
-    return not (isinstance(cls, type) and issubclass(cls, unittest.TestCase))
+    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+        item.runtest()
+        return
+    case = cls(item.name)
+    case.setUp()
+    try:
+        getattr(case, item.name)()
+    finally:
+        try:
+            case.tearDown()
+        finally:
+            case.doCleanups()
 
 
 class XdistNotice:

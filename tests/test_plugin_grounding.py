@@ -95,8 +95,14 @@ def test_not_equal():
 
 
 class TestUnit(unittest.TestCase):
+    def setUp(self):
+        self.items = [2, 2]
+
     def test_unit(self):
-        t = total([2, 2])
+        t = total(self.items)
+
+    def test_unit_tick(self):
+        n = tick()
 '''
 
 NO_PYTEST = '''
@@ -135,6 +141,7 @@ CANDIDATES = {
     "test_is": ["assert flag is False"],
     "test_not_equal": ["assert t != 1"],
     "TestUnit.test_unit": ["self.assertEqual(t, 0)"],
+    "TestUnit.test_unit_tick": ["self.assertEqual(n, 0)"],
     "test_avg_no_import": ["assert a == 0"],
 }
 
@@ -153,7 +160,7 @@ def _sites(report) -> dict:
 def test_grounding_applies_observed_values(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts=apply", f"--kdassert-report={report}")
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=14)
     text = (project.path / "test_cart.py").read_text()
     for line in ["    result = total(cart)\n    assert total(cart) == 15\n",
                  "    avg = average([1, 2])\n    assert avg == pytest.approx(1.5)\n",
@@ -161,7 +168,7 @@ def test_grounding_applies_observed_values(project):
                  "    w = words(\"x y\")\n    assert w == ['x', 'y']\n",
                  "    flag = is_empty([])\n    assert flag is True\n",
                  "    t = total([1])\n    assert t == 1\n",
-                 "        t = total([2, 2])\n        self.assertEqual(t, 4)"]:
+                 "        t = total(self.items)\n        self.assertEqual(t, 4)"]:
         assert line in text
     # no faithful literal for a Box; the counter differs in the re-run; no pytest to approx
     assert "    box = make_box()\n\n" in text
@@ -193,16 +200,20 @@ def test_grounding_applies_observed_values(project):
     assert [c["outcome"] for c in sites["test_param"]["candidates"]] == [
         "failed", "failed", "unstable"]
     assert len(sites["test_avg_no_import"]["candidates"]) == 1
+    # unittest tests are re-run too (a fresh TestCase, setUp and tearDown included)
+    unit_tick = sites["TestUnit.test_unit_tick"]
+    assert [(c["text"], c["outcome"]) for c in unit_tick["candidates"]] == [
+        ("self.assertEqual(n, 0)", "failed"), ("self.assertEqual(n, 3)", "unstable")]
 
     rerun = project.runpytest_inprocess("-p", "no:kdassert")
-    rerun.assert_outcomes(passed=13)
+    rerun.assert_outcomes(passed=14)
 
 
 def test_no_ground_keeps_model_literals(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground",
                                          f"--kdassert-report={report}")
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=14)
     sites = _sites(report)
     assert all(c["origin"] == "model" for s in sites.values() for c in s["candidates"])
     assert sites["test_total"]["chosen"] == "assert result is not None"
