@@ -1,0 +1,451 @@
+"""Grounding on vs off on real test suites (issue 6's benchmark).
+
+    python benchmarks/grounding_onoff.py --model runs/.../students/<name>/final \\
+        [--projects more-itertools,toml,...] [--per-project 40] [--seed 0] [--threads 0] \\
+        [--out benchmarks/grounding_onoff_results.json]
+
+For each held-out project, ``--per-project`` tests are drawn (seeded) from the test split
+of the mining corpus (``--data``, one example per test: its lowest-numbered assertion ``#k``).
+The project's unpacked source (``~/.cache/kdassert/sources/unpacked/<name>-<version>-*``)
+is copied to a temporary directory, the k-th assertion of each drawn test (counted as
+the miner counts them: ``flatten_statements`` order, placeholders skipped) is replaced by
+``assert ...``, and only those tests are run twice in a subprocess, with the copy's package
+directory first on ``PYTHONPATH``::
+
+    python -m pytest <node ids> -p no:xdist -p no:cacheprovider -o addopts= \\
+        --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
+        --kdassert-ground | --kdassert-no-ground
+
+Each report site is matched back to its example by file and test name. Per mode:
+
+- **not run**: the test failed or erred (``test-failed``; this includes tests that fail
+  because the removed assertion had a side effect the rest of the test relied on), its
+  placeholder was never reached (``not-run``), it was not collected (a conftest import
+  error, a missing test dependency), or the run timed out. Not counted below.
+- **focal tests**: the other drawn tests.
+- **passing %**: focal tests whose site got a verified suggestion.
+- **exact %**: focal tests whose chosen suggestion equals the original assertion after
+  ``normalize_assertion`` (strict, ``ast.unparse`` text).
+- **value exact %**: exact % restricted to value assertions: an ``==``/``is`` comparison
+  with a literal on one side (``assert f(x) == 3``, ``assert y is None``) or the unittest
+  equivalents (``self.assertEqual(f(x), 3)``, ``self.assertIsNone(y)``).
+
+Prints a markdown table and writes the resolved config, per-project counts and one row per
+example (original, chosen text and origin, the model's top candidate and the candidates'
+``origin:outcome`` counts, in each mode) as JSON.
+
+The subprocesses inherit the environment, so a suggester plugin named in ``PYTEST_PLUGINS``
+(implementing ``pytest_kdassert_suggester``) replaces the model: a way to check the
+benchmark itself, e.g. with an oracle that proposes each original assertion with a wrong
+literal (grounding on should then match almost every value assertion, off none).
+The projects' own test dependencies must be importable (marshmallow's tests need
+``simplejson``, python-slugify needs ``text-unidecode``); a project whose conftest fails to
+import shows up with all its tests "not run" and a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distillation.assertions import assertion_kind, is_placeholder_assert, normalize_assertion
+from distillation.atomic import write_text_atomic
+from distillation.mining.discover import find_test_functions
+from distillation.mining.focal import flatten_statements
+from distillation.mining.sources import DEFAULT_CACHE_DIR
+from distillation.records import Example, read_examples
+from pytest_kdassert.grounding import grounding_site
+
+DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "click",
+                    "python-slugify", "ecdsa")
+PLACEHOLDER_STMT = "assert ..."
+NOT_RUN_STATUSES = frozenset({"test-failed", "not-run"})
+MODES = (("on", "--kdassert-ground"), ("off", "--kdassert-no-ground"))
+_VALUE_UNITTEST = frozenset({"assertEqual", "assertEquals", "assertAlmostEqual", "assertIs",
+                             "assertIsNone", "assertListEqual", "assertTupleEqual",
+                             "assertDictEqual", "assertSetEqual", "assertSequenceEqual"})
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "tox.ini")
+
+
+@dataclass
+class GroundingBenchConfig:
+    """Settings of one benchmark run (written into the JSON result)."""
+
+    model: str
+    """Model directory for ``--kdassert-model``, or ``default``."""
+    data: str = "data/corpus/test.jsonl"
+    """Test split in the mining schema."""
+    projects: tuple[str, ...] = DEFAULT_PROJECTS
+    """Held-out projects whose suites are run."""
+    per_project: int = 40
+    """Tests drawn per project (one placeholder each)."""
+    seed: int = 0
+    """Seed of the per-project test draw."""
+    threads: int = 0
+    """``--kdassert-threads`` for generation; 0 leaves torch's default."""
+    timeout: float = 1800.0
+    """Seconds allowed for one pytest subprocess."""
+    out: str = "benchmarks/grounding_onoff_results.json"
+    """Where the JSON result goes."""
+    cache_dir: str = str(DEFAULT_CACHE_DIR)
+    """``kdassert mine``'s source cache; projects are read from its ``unpacked/``."""
+
+    def __post_init__(self):
+        if self.per_project < 1:
+            raise ValueError("per_project must be >= 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if not self.projects:
+            raise ValueError("give at least one project")
+
+
+@dataclass(frozen=True)
+class MaskedSite:
+    """Where a masked assertion's placeholder now stands in the rewritten file."""
+
+    test_name: str
+    line: int
+    original: str
+
+
+# -- selection and masking (pure) -------------------------------------------------------
+def example_k(example: Example) -> int:
+    """The assertion index ``k`` of an example id ``...#k``."""
+    return int(example.id.rsplit("#", 1)[1])
+
+
+def select_examples(examples, projects, per_project: int, seed: int) -> dict[str, list[Example]]:
+    """Per project, ``per_project`` tests (seeded, independent of the other projects), each
+    with its lowest-``k`` example, in file/test order."""
+    first: dict[str, dict[tuple[str, str], Example]] = defaultdict(dict)
+    for example in examples:
+        if example.project not in projects:
+            continue
+        key = (example.test_file, example.test_name)
+        kept = first[example.project].get(key)
+        if kept is None or example_k(example) < example_k(kept):
+            first[example.project][key] = example
+    chosen = {}
+    for project in projects:
+        keys = sorted(first[project])
+        rng = random.Random(f"{seed}:{project}")
+        picked = rng.sample(keys, min(per_project, len(keys)))
+        chosen[project] = [first[project][key] for key in sorted(picked)]
+    return chosen
+
+
+def kth_assertion(test_node: ast.AST, k: int) -> ast.stmt | None:
+    """The k-th assertion of a test, counted as the miner counts (placeholders skipped)."""
+    found = [stmt for stmt in flatten_statements(test_node.body)
+             if assertion_kind(stmt) is not None and not is_placeholder_assert(stmt)]
+    return found[k] if 0 <= k < len(found) else None
+
+
+def _alone_on_lines(lines: list[str], stmt: ast.stmt) -> bool:
+    """True when no other code shares the statement's first or last line."""
+    first, last = lines[stmt.lineno - 1], lines[stmt.end_lineno - 1]
+    rest = last.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", errors="ignore").strip()
+    return not first[: stmt.col_offset].strip() and (not rest or rest.startswith("#"))
+
+
+def mask_assertions(source: str, wanted: dict[str, int]
+                    ) -> tuple[str, dict[str, MaskedSite], dict[str, str]]:
+    """Replace the ``k``-th assertion of each ``{test name: k}`` by ``assert ...``.
+
+    Returns the new source, the placeholder of each masked test, and why each other test
+    was left alone. Line endings and all other lines are kept.
+    """
+    lines = source.splitlines(keepends=True)
+    plain = [line.rstrip("\r\n") for line in lines]
+    tests = {test.name: test for test in find_test_functions(ast.parse(source))}
+    spans, problems = [], {}
+    for name, k in wanted.items():
+        stmt = kth_assertion(tests[name].node, k) if name in tests else None
+        if stmt is None:
+            problems[name] = "test or assertion not found"
+        elif not _alone_on_lines(plain, stmt):
+            problems[name] = "assertion shares a line with other code"
+        else:
+            spans.append((stmt.lineno, stmt.end_lineno, name, ast.unparse(stmt)))
+    out: list[str] = []
+    sites = {}
+    cursor = 1
+    for start, end, name, original in sorted(spans):
+        out.extend(lines[cursor - 1: start - 1])
+        first, last = plain[start - 1], lines[end - 1]
+        ending = last[len(last.rstrip("\r\n")):] or "\n"
+        out.append(first[: len(first) - len(first.lstrip())] + PLACEHOLDER_STMT + ending)
+        sites[name] = MaskedSite(name, len(out), original)
+        cursor = end + 1
+    out.extend(lines[cursor - 1:])
+    return "".join(out), sites, problems
+
+
+def is_value_assertion(text: str) -> bool:
+    """An ``==``/``is`` check against a literal, or its unittest form (``assertEqual``...)."""
+    if grounding_site(text) is None:
+        return False
+    stmt = ast.parse(text.strip()).body[0]
+    if isinstance(stmt, ast.Assert):
+        test = stmt.test
+        return isinstance(test, ast.Compare) and isinstance(test.ops[0], (ast.Eq, ast.Is))
+    func = stmt.value.func
+    return isinstance(func, ast.Attribute) and func.attr in _VALUE_UNITTEST
+
+
+def score_site(example: Example, record: dict | None) -> dict:
+    """One mode's outcome for an example: ran, passing, exact, and candidate outcomes
+    (``origin:outcome`` counts) with the model's top text, for reading the numbers."""
+    if record is None:
+        return {"status": "not-collected", "ran": False, "passing": False, "exact": False,
+                "chosen": None, "origin": None, "model_top": None, "outcomes": {}}
+    chosen = record.get("chosen")
+    passing = record.get("status") == "suggested" and chosen is not None
+    exact = passing and normalize_assertion(chosen) == normalize_assertion(example.assertion)
+    candidates = record.get("candidates", [])
+    outcomes: dict[str, int] = {}
+    for cand in candidates:
+        key = f"{cand.get('origin') or 'model'}:{cand.get('outcome')}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    return {"status": record.get("status"), "ran": record.get("status") not in NOT_RUN_STATUSES,
+            "passing": passing, "exact": bool(exact), "chosen": chosen,
+            "origin": record.get("chosen_origin"),
+            "model_top": candidates[0]["text"] if candidates else None, "outcomes": outcomes}
+
+
+def tally(rows: list[dict], mode: str) -> dict:
+    """Counts and percentages of one mode over example rows."""
+    ran = [r for r in rows if r[mode]["ran"]]
+    values = [r for r in ran if r["value_assertion"]]
+    counts = {"tests": len(rows), "not_run": len(rows) - len(ran), "focal": len(ran),
+              "passing": sum(r[mode]["passing"] for r in ran),
+              "exact": sum(r[mode]["exact"] for r in ran),
+              "value_focal": len(values), "value_exact": sum(r[mode]["exact"] for r in values)}
+    counts["passing_pct"] = _pct(counts["passing"], counts["focal"])
+    counts["exact_pct"] = _pct(counts["exact"], counts["focal"])
+    counts["value_exact_pct"] = _pct(counts["value_exact"], counts["value_focal"])
+    return counts
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+# -- running a project ------------------------------------------------------------------
+def source_tree(project: str, cache_dir: str) -> Path:
+    """The unpacked source of ``project`` (the last version in name order when several)."""
+    unpacked = Path(cache_dir).expanduser() / "unpacked"
+    found = sorted(p for p in unpacked.glob(f"{project}-*") if p.is_dir()
+                   and p.name[len(project) + 1:][:1].isdigit())
+    if not found:
+        raise SystemExit(f"{project}: no unpacked source under {unpacked}; "
+                         f"mine it with `kdassert mine pypi:{project}==VERSION`.")
+    return found[-1]
+
+
+def project_dirs(tree: Path, test_file: str) -> tuple[Path, Path]:
+    """``(pytest run dir, import dir)``: the directory with the project's metadata (else the
+    tree itself), and its ``src/`` when there is one."""
+    top = tree / Path(test_file).parts[0]
+    run_dir = top if top.is_dir() and any((top / m).exists() for m in _PROJECT_MARKERS) \
+        else tree
+    return run_dir, (run_dir / "src" if (run_dir / "src").is_dir() else run_dir)
+
+
+def prepare_copy(tree: Path, examples: list[Example]) -> tuple[dict, dict]:
+    """Mask the drawn examples in ``tree`` (a copy, edited in place).
+
+    Returns ``{example id: (path relative to tree, MaskedSite)}`` and ``{id: problem}``.
+    """
+    by_file: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_file[example.test_file].append(example)
+    sites, problems = {}, {}
+    for test_file, group in by_file.items():
+        path = tree / test_file
+        source = path.read_text(encoding="utf-8")
+        new, masked, why = mask_assertions(source, {e.test_name: example_k(e) for e in group})
+        for example in group:
+            site = masked.get(example.test_name)
+            if site is None:
+                problems[example.id] = why.get(example.test_name, "not masked")
+            elif site.original != example.assertion:
+                problems[example.id] = f"assertion differs from the corpus: {site.original!r}"
+            else:
+                sites[example.id] = (test_file, site)
+        path.write_bytes(new.encode("utf-8"))
+    return sites, problems
+
+
+def node_id(run_dir: Path, tree: Path, test_file: str, test_name: str) -> str:
+    rel = (tree / test_file).relative_to(run_dir).as_posix()
+    return rel + "::" + test_name.replace(".", "::")
+
+
+def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flag: str, report: Path,
+               config: GroundingBenchConfig) -> tuple[dict | None, float, str]:
+    """Run pytest with the plugin; ``(report or None, seconds, its output)``."""
+    cmd = [sys.executable, "-m", "pytest", *nodeids, "-p", "no:xdist", "-p", "no:cacheprovider",
+           "-o", "addopts=", "--rootdir", str(run_dir), "-q", "--suggest-asserts=diff", "--kdassert-report", str(report),
+           "--kdassert-model", config.model, flag]
+    if config.threads:
+        cmd += ["--kdassert-threads", str(config.threads)]
+    paths = [str(import_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True,
+                              timeout=config.timeout)
+        output = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        output = f"timed out after {config.timeout:.0f} s"
+    seconds = time.perf_counter() - start
+    payload = json.loads(report.read_text()) if report.exists() else None
+    return payload, seconds, output
+
+
+def bench_project(project: str, examples: list[Example], config: GroundingBenchConfig) -> dict:
+    """Mask, run in both modes, and score one project's drawn tests."""
+    original = source_tree(project, config.cache_dir)
+    with tempfile.TemporaryDirectory(prefix=f"kdassert-ground-{project}-") as tmp:
+        tree = Path(tmp) / original.name
+        shutil.copytree(original, tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        sites, problems = prepare_copy(tree, examples)
+        run_dir, import_dir = project_dirs(tree, examples[0].test_file)
+        kept = [e for e in examples if e.id in sites]
+        nodeids = [node_id(run_dir, tree, e.test_file, e.test_name) for e in kept]
+        rows = [{"id": e.id, "original": e.assertion,
+                 "value_assertion": is_value_assertion(e.assertion)} for e in kept]
+        runs = {}
+        for mode, flag in MODES:
+            report = Path(tmp) / f"report-{mode}.json"
+            payload, seconds, output = run_plugin(run_dir, import_dir, nodeids, flag, report, config)
+            records = _records_by_test(payload)
+            for row, example in zip(rows, kept, strict=True):
+                test_file, site = sites[example.id]
+                key = ((tree / test_file).relative_to(run_dir).as_posix(), site.test_name)
+                row[mode] = score_site(example, records.get(key))
+            runs[mode] = {"seconds": round(seconds, 1), "report": payload is not None,
+                          "kdassert_lines": _kdassert_lines(output),
+                          "output_tail": output[-2000:] if payload is None else ""}
+            _log(f"{project} grounding {mode}: {len(kept)} tests, {seconds:.0f} s")
+            _warn_if_broken(project, mode, payload, runs[mode]["kdassert_lines"], output)
+    return {"project": project, "source": original.name, "problems": problems, "runs": runs,
+            "on": tally(rows, "on"), "off": tally(rows, "off"), "examples": rows}
+
+
+def _records_by_test(payload: dict | None) -> dict:
+    """Report sites keyed by (file relative to the run dir = rootdir, test qualname)."""
+    if payload is None:
+        return {}
+    return {(Path(rec["file"]).as_posix(), rec["function"]): rec for rec in payload["sites"]}
+
+
+def _kdassert_lines(output: str) -> list[str]:
+    """The plugin's own summary lines (model missing, sites found, ...)."""
+    return [line for line in output.splitlines() if line.startswith("kdassert:")]
+
+
+def _warn_if_broken(project: str, mode: str, payload, lines: list[str], output: str) -> None:
+    """Say so when a whole run produced nothing to score (conftest error, model missing)."""
+    if payload is None:
+        _log(f"  {project} ({mode}): no report; output ends with:\n{output[-600:]}")
+    for line in lines:
+        if "no suggestions" in line:
+            _log(f"  {project} ({mode}): {line}")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- output -----------------------------------------------------------------------------
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_table(results: list[dict], total: dict) -> str:
+    """Markdown table: per project and total, on vs off."""
+    head = ("| project | tests | not run on/off | focal | passing % on / off | exact % on / off "
+            "| value asserts | value exact % on / off |")
+    lines = [head, "|" + "---|" * 8]
+    for res in [*results, total]:
+        on, off = res["on"], res["off"]
+        focal = str(on["focal"]) if on["focal"] == off["focal"] else f"{on['focal']}/{off['focal']}"
+        lines.append(
+            f"| {res['project']} | {on['tests']} | {on['not_run']}/{off['not_run']} | {focal} "
+            f"| {_fmt(on['passing_pct'])} / {_fmt(off['passing_pct'])} "
+            f"| {_fmt(on['exact_pct'])} / {_fmt(off['exact_pct'])} | {on['value_focal']} "
+            f"| {_fmt(on['value_exact_pct'])} / {_fmt(off['value_exact_pct'])} |")
+    return "\n".join(lines)
+
+
+def value_gain_line(total: dict) -> str:
+    on, off = total["on"]["value_exact_pct"], total["off"]["value_exact_pct"]
+    if on is None or off is None:
+        return "No value assertion among the focal tests: no grounding gain to report."
+    return (f"Value-assertion exact match: {on:.1f}% with grounding, {off:.1f}% without "
+            f"({on - off:+.1f} points; {total['on']['value_exact']} vs "
+            f"{total['off']['value_exact']} of {total['on']['value_focal']}).")
+
+
+def run_benchmark(config: GroundingBenchConfig) -> dict:
+    """Every project, then totals; writes ``config.out`` and returns the result."""
+    chosen = select_examples(read_examples(config.data), config.projects, config.per_project,
+                             config.seed)
+    start = time.perf_counter()
+    results = [bench_project(p, chosen[p], config) for p in config.projects if chosen[p]]
+    rows = [row for res in results for row in res["examples"]]
+    total = {"project": "**total**", "on": tally(rows, "on"), "off": tally(rows, "off")}
+    result = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
+              "total": total, "projects": results,
+              "skipped_projects": [p for p in config.projects if not chosen[p]]}
+    write_text_atomic(config.out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def parse_args(argv=None) -> GroundingBenchConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model directory or `default`")
+    parser.add_argument("--data", default=GroundingBenchConfig.data)
+    parser.add_argument("--projects", default=",".join(DEFAULT_PROJECTS),
+                        help="comma-separated project names (as in the corpus)")
+    parser.add_argument("--per-project", type=int, default=GroundingBenchConfig.per_project)
+    parser.add_argument("--seed", type=int, default=GroundingBenchConfig.seed)
+    parser.add_argument("--threads", type=int, default=GroundingBenchConfig.threads)
+    parser.add_argument("--timeout", type=float, default=GroundingBenchConfig.timeout)
+    parser.add_argument("--out", default=GroundingBenchConfig.out)
+    parser.add_argument("--cache-dir", default=GroundingBenchConfig.cache_dir,
+                        help="kdassert mine's source cache (holds unpacked/)")
+    args = parser.parse_args(argv)
+    projects = tuple(p.strip() for p in args.projects.split(",") if p.strip())
+    model = args.model if args.model == "default" else str(Path(args.model).resolve())
+    return GroundingBenchConfig(model=model, data=args.data, projects=projects,
+                                per_project=args.per_project, seed=args.seed,
+                                threads=args.threads, timeout=args.timeout, out=args.out,
+                                cache_dir=args.cache_dir)
+
+
+def main(argv=None) -> None:
+    config = parse_args(argv)
+    result = run_benchmark(config)
+    print(format_table(result["projects"], result["total"]))
+    print()
+    print(value_gain_line(result["total"]))
+    print(f"{result['total']['on']['tests']} tests in {result['seconds']:.0f} s; "
+          f"JSON: {config.out}")
+
+
+if __name__ == "__main__":
+    main()
