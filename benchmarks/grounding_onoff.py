@@ -14,9 +14,11 @@ directory first on ``PYTHONPATH``::
 
     python -m pytest <node ids> -p no:xdist -p no:cacheprovider -o addopts= \\
         --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
-        --kdassert-ground | --kdassert-no-ground
+        --kdassert-ground --kdassert-no-templates | --kdassert-no-ground | --kdassert-ground
 
-Each report site is matched back to its example by file and test name. Per mode:
+(the three modes: "on", grounding of the model's own candidates; "off"; and "templates",
+the plugin's default, which adds ``assert <variable> == <observed value>`` candidates over
+the test's variables, ranked by the model). Each report site is matched back to its example by file and test name. Per mode:
 
 - **not run**: the test failed or erred (``test-failed``; this includes tests that fail
   because the removed assertion had a side effect the rest of the test relied on), its
@@ -71,7 +73,11 @@ DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "clic
                     "python-slugify", "ecdsa")
 PLACEHOLDER_STMT = "assert ..."
 NOT_RUN_STATUSES = frozenset({"test-failed", "not-run"})
-MODES = (("on", "--kdassert-ground"), ("off", "--kdassert-no-ground"))
+MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates")),
+         ("off", ("--kdassert-no-ground",)),
+         ("templates", ("--kdassert-ground",)))
+"""Grounding of the model's own candidates, no grounding, and grounding plus the templates
+over the test's variables (the plugin's default; see ``pytest_kdassert/templates.py``)."""
 _VALUE_UNITTEST = frozenset({"assertEqual", "assertEquals", "assertAlmostEqual", "assertIs",
                              "assertIsNone", "assertListEqual", "assertTupleEqual",
                              "assertDictEqual", "assertSetEqual", "assertSequenceEqual"})
@@ -293,12 +299,12 @@ def node_id(run_dir: Path, tree: Path, test_file: str, test_name: str) -> str:
     return rel + "::" + test_name.replace(".", "::")
 
 
-def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flag: str, report: Path,
+def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flags: tuple[str, ...], report: Path,
                config: GroundingBenchConfig) -> tuple[dict | None, float, str]:
     """Run pytest with the plugin; ``(report or None, seconds, its output)``."""
     cmd = [sys.executable, "-m", "pytest", *nodeids, "-p", "no:xdist", "-p", "no:cacheprovider",
            "-o", "addopts=", "--rootdir", str(run_dir), "-q", "--suggest-asserts=diff", "--kdassert-report", str(report),
-           "--kdassert-model", config.model, flag]
+           "--kdassert-model", config.model, *flags]
     if config.threads:
         cmd += ["--kdassert-threads", str(config.threads)]
     paths = [str(import_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -328,9 +334,9 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
         rows = [{"id": e.id, "original": e.assertion,
                  "value_assertion": is_value_assertion(e.assertion)} for e in kept]
         runs = {}
-        for mode, flag in MODES:
+        for mode, flags in MODES:
             report = Path(tmp) / f"report-{mode}.json"
-            payload, seconds, output = run_plugin(run_dir, import_dir, nodeids, flag, report, config)
+            payload, seconds, output = run_plugin(run_dir, import_dir, nodeids, flags, report, config)
             records = _records_by_test(payload)
             for row, example in zip(rows, kept, strict=True):
                 test_file, site = sites[example.id]
@@ -339,10 +345,10 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
             runs[mode] = {"seconds": round(seconds, 1), "report": payload is not None,
                           "kdassert_lines": _kdassert_lines(output),
                           "output_tail": output[-2000:] if payload is None else ""}
-            _log(f"{project} grounding {mode}: {len(kept)} tests, {seconds:.0f} s")
+            _log(f"{project} mode {mode}: {len(kept)} tests, {seconds:.0f} s")
             _warn_if_broken(project, mode, payload, runs[mode]["kdassert_lines"], output)
     return {"project": project, "source": original.name, "problems": problems, "runs": runs,
-            "on": tally(rows, "on"), "off": tally(rows, "off"), "examples": rows}
+            **{mode: tally(rows, mode) for mode, _ in MODES}, "examples": rows}
 
 
 def _records_by_test(payload: dict | None) -> dict:
@@ -376,18 +382,21 @@ def _fmt(value: float | None) -> str:
 
 
 def format_table(results: list[dict], total: dict) -> str:
-    """Markdown table: per project and total, on vs off."""
-    head = ("| project | tests | not run on/off | focal | passing % on / off | exact % on / off "
-            "| value asserts | value exact % on / off |")
+    """Markdown table: per project and total, one figure per mode (off / on / templates)."""
+    order = ("off", "on", "templates")
+    head = ("| project | tests | not run off/on/tpl | focal | passing % off / on / tpl "
+            "| exact % off / on / tpl | value asserts | value exact % off / on / tpl |")
     lines = [head, "|" + "---|" * 8]
     for res in [*results, total]:
-        on, off = res["on"], res["off"]
-        focal = str(on["focal"]) if on["focal"] == off["focal"] else f"{on['focal']}/{off['focal']}"
+        tallies = [res[m] for m in order]
+        focal = "/".join(dict.fromkeys(str(t["focal"]) for t in tallies))
+        cells = {key: " / ".join(_fmt(t[key]) for t in tallies)
+                 for key in ("passing_pct", "exact_pct", "value_exact_pct")}
         lines.append(
-            f"| {res['project']} | {on['tests']} | {on['not_run']}/{off['not_run']} | {focal} "
-            f"| {_fmt(on['passing_pct'])} / {_fmt(off['passing_pct'])} "
-            f"| {_fmt(on['exact_pct'])} / {_fmt(off['exact_pct'])} | {on['value_focal']} "
-            f"| {_fmt(on['value_exact_pct'])} / {_fmt(off['value_exact_pct'])} |")
+            f"| {res['project']} | {tallies[0]['tests']} "
+            f"| {'/'.join(str(t['not_run']) for t in tallies)} | {focal} "
+            f"| {cells['passing_pct']} | {cells['exact_pct']} | {tallies[0]['value_focal']} "
+            f"| {cells['value_exact_pct']} |")
     return "\n".join(lines)
 
 
@@ -407,7 +416,7 @@ def run_benchmark(config: GroundingBenchConfig) -> dict:
     start = time.perf_counter()
     results = [bench_project(p, chosen[p], config) for p in config.projects if chosen[p]]
     rows = [row for res in results for row in res["examples"]]
-    total = {"project": "**total**", "on": tally(rows, "on"), "off": tally(rows, "off")}
+    total = {"project": "**total**", **{mode: tally(rows, mode) for mode, _ in MODES}}
     result = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
               "total": total, "projects": results,
               "skipped_projects": [p for p in config.projects if not chosen[p]]}

@@ -97,3 +97,30 @@ def _sequence_scores(model, output, num_beams: int, eos_id: int) -> torch.Tensor
     mask = finished_before == 0
     steps = steps.masked_fill(~mask, 0.0)
     return steps.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+@torch.inference_mode()
+def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
+                  config: GenerationConfig = GenerationConfig()) -> list[float]:
+    """Mean per-token log-probability of each ``(source, target)`` pair under the model.
+
+    The same scale as a beam candidate's score, so given texts (templates, say) can be
+    ranked against what the model generated. Pairs are sorted by length before batching.
+    """
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+    scores = [0.0] * len(pairs)
+    for start in range(0, len(order), config.batch_size):
+        batch_ids = order[start : start + config.batch_size]
+        sources = [pairs[i][0] for i in batch_ids]
+        targets = [pairs[i][1] for i in batch_ids]
+        encoded = tokenizer(sources, max_length=config.max_source_tokens, truncation=True,
+                            padding=True, return_tensors="pt").to(model.device)
+        labels = tokenizer(text_target=targets, max_length=config.max_new_tokens, truncation=True,
+                           padding=True, return_tensors="pt").input_ids.to(model.device)
+        mask = labels != tokenizer.pad_token_id
+        logits = model(**encoded, labels=labels.masked_fill(~mask, -100)).logits
+        token_logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        means = (token_logp * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        for index, value in zip(batch_ids, means.tolist(), strict=True):
+            scores[index] = value
+    return scores

@@ -29,6 +29,9 @@ class SuggestConfig:
     """Run candidates in the test's own frame and keep the best one that passes."""
     ground: bool = True
     """Fill literals in the model's candidates with the values the test run observes."""
+    templates: bool = True
+    """With grounding: also try ``assert <variable> == <observed value>`` for the variables the
+    test assigned last, ranked by the model against its own candidates."""
     report: str | None = None
     """Write a JSON report (one record per site) to this path."""
 

@@ -57,6 +57,9 @@ def pytest_addoption(parser) -> None:
                     help="fill the candidates' expected values from the test run (default).")
     group.addoption("--kdassert-no-ground", dest="kdassert_ground", action="store_false",
                     help="keep the model's literals as they are.")
+    group.addoption("--kdassert-no-templates", action="store_true", default=False,
+                    help="don't add `assert <variable> == <observed value>` candidates for the "
+                         "variables a test assigned (they need grounding).")
     group.addoption("--kdassert-report", default=None, metavar="FILE.json",
                     help="write every site, candidate and verification outcome as JSON.")
     parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
@@ -96,6 +99,7 @@ def _settings(config, mode):
             all_tests=config.getoption("kdassert_all"),
             verify=not config.getoption("kdassert_no_verify"),
             ground=config.getoption("kdassert_ground"),
+            templates=not config.getoption("kdassert_no_templates"),
             report=config.getoption("kdassert_report"),
         )
     except (ConfigError, ValueError) as exc:

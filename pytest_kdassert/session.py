@@ -21,12 +21,20 @@ from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.discovery import APPEND_MODE, Site, code_of_test, find_sites, function_info
 from pytest_kdassert.focal import resolve_focal
 from pytest_kdassert.grounding import focal_names, rank_score
-from pytest_kdassert.suggester import ModelSuggester, SuggestRequest, as_raw_candidates
+from pytest_kdassert.suggester import (
+    ModelSuggester,
+    RawCandidate,
+    SuggestRequest,
+    as_raw_candidates,
+)
+from pytest_kdassert.templates import assigned_names, template_candidates
 from pytest_kdassert.verify import (
     GROUNDED,
     MODEL,
     NOT_REACHED,
+    OBSERVED,
     PASSED,
+    TEMPLATE,
     UNSTABLE,
     UNVERIFIED,
     CandidateCheck,
@@ -35,6 +43,9 @@ from pytest_kdassert.verify import (
 )
 
 logger = logging.getLogger(__name__)
+
+UNSCORED_TEMPLATE = -50.0
+"""Rank score of a template the suggester could not score: after every model candidate."""
 
 
 @dataclass
@@ -50,6 +61,8 @@ class SiteState:
     failed_nodeids: list[str] = field(default_factory=list)
     focal_names: set[str] = field(default_factory=set)
     """Focal function name and names assigned from its call: ranking's focal bonus."""
+    templates: list[str] = field(default_factory=list)
+    """Template candidates over the test's last-assigned variables (see :mod:`.templates`)."""
     ground_seen: dict[int, set] = field(default_factory=dict)
     """Model candidate index -> every grounded text (or None) its evaluations produced."""
     grounded_sources: dict[int, set[int]] = field(default_factory=dict)
@@ -100,6 +113,9 @@ class KdassertSession:
             if state is None:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, item)
+                if self.settings.ground and self.settings.templates:
+                    state.templates = template_candidates(
+                        assigned_names(info.node, _before_line(site)), _is_unittest(item))
             state.site.nodeids.append(item.nodeid)
             states.append(state)
         if states:
@@ -108,7 +124,7 @@ class KdassertSession:
     def _find_focal(self, state: SiteState, node, item) -> None:
         func = getattr(item.obj, "__func__", item.obj)
         namespace = getattr(func, "__globals__", None) or vars(item.module)
-        before = state.site.line + (1 if state.site.mode == APPEND_MODE else 0)
+        before = _before_line(state.site)
         focal = resolve_focal(node, before, namespace)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
@@ -129,9 +145,10 @@ class KdassertSession:
         except KdassertError as exc:
             self._notice(f"kdassert: no suggestions: {exc}")
             return
-        self.suggest_seconds = time.perf_counter() - start
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
+        self._add_templates(states, requests, suggester)
+        self.suggest_seconds = time.perf_counter() - start
 
     def _suggester(self):
         stub = self.config.hook.pytest_kdassert_suggester(config=self.config)
@@ -144,9 +161,33 @@ class KdassertSession:
             self._notice(f"kdassert: no suggestions: {exc}")
             return None
 
-    def _screen(self, state: SiteState, raw) -> None:
-        for index, candidate in enumerate(raw):
-            check = CandidateCheck(candidate.text, candidate.score, candidate.rank)
+    def _add_templates(self, states, requests, suggester) -> None:
+        """Append each site's templates the model did not already propose, scored by the model."""
+        wanted = []
+        for state, request in zip(states, requests, strict=True):
+            texts = {c.text for c in state.candidates}
+            fresh = [t for t in state.templates if t not in texts]
+            if fresh:
+                wanted.append((state, request, fresh))
+        if not wanted:
+            return
+        scores = None
+        if hasattr(suggester, "score"):
+            try:
+                scores = suggester.score([w[1] for w in wanted], [w[2] for w in wanted])
+            except KdassertError as exc:
+                logger.info("kdassert: templates left unscored: %s", exc)
+        for i, (state, _, fresh) in enumerate(wanted):
+            site_scores = scores[i] if scores is not None else [None] * len(fresh)
+            start = len(state.candidates)
+            self._screen(state, [RawCandidate(text, score, start + j) for j, (text, score)
+                                 in enumerate(zip(fresh, site_scores, strict=True))],
+                         origin=TEMPLATE)
+
+    def _screen(self, state: SiteState, raw, origin: str = MODEL) -> None:
+        for candidate in raw:
+            index = len(state.candidates)
+            check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin)
             normalized, problem = self.verifier.screen(candidate.text)
             if problem is not None:
                 check.outcome, check.detail = problem.outcome, problem.detail
@@ -212,7 +253,7 @@ class KdassertSession:
                 check = state.candidates[index]
                 if not self._observing:
                     check.record(self.verifier.check(text, frame_globals, frame_locals))
-                if self.settings.ground and check.origin == MODEL:
+                if self.settings.ground and check.origin in (MODEL, TEMPLATE):
                     grounded = self.verifier.ground(text, frame_globals, frame_locals)
                     state.ground_seen.setdefault(index, set()).add(grounded)
                     if grounded is not None and grounded != text:
@@ -226,11 +267,12 @@ class KdassertSession:
         """Add (or reuse) the grounded candidate ``text`` made from candidate ``source``."""
         existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
         if existing is not None:
-            if state.candidates[existing].origin == GROUNDED:
+            if state.candidates[existing].origin in (GROUNDED, OBSERVED):
                 state.grounded_sources[existing].add(source)
             return  # the model proposed this very text: it is checked as the model's
         model = state.candidates[source]
-        check = CandidateCheck(text, model.score, model.rank, origin=GROUNDED,
+        origin = OBSERVED if model.origin == TEMPLATE else GROUNDED
+        check = CandidateCheck(text, model.score, model.rank, origin=origin,
                                grounded_from=model.text)
         check.record(self.verifier.check(text, frame.f_globals, frame.f_locals))
         state.candidates.append(check)
@@ -280,8 +322,21 @@ class KdassertSession:
 
 
 def _rank_key(check: CandidateCheck, names: set[str]) -> tuple:
-    score = rank_score(check.text, check.score or 0.0, names)
-    return (-score, check.rank, check.origin == GROUNDED)
+    base = check.score
+    if base is None:
+        base = UNSCORED_TEMPLATE if check.origin in (TEMPLATE, OBSERVED) else 0.0
+    score = rank_score(check.text, base, names)
+    return (-score, check.rank, check.origin != MODEL)
+
+
+def _before_line(site) -> int:
+    """First line after the code a site's assertion sees (its placeholder, or the test's end)."""
+    return site.line + (1 if site.mode == APPEND_MODE else 0)
+
+
+def _is_unittest(item) -> bool:
+    cls = getattr(item, "cls", None)
+    return isinstance(cls, type) and issubclass(cls, unittest.TestCase)
 
 
 def _drop_unstable(state: SiteState) -> None:
@@ -303,11 +358,10 @@ def _run_again(item) -> None:
     TestCase result machinery (``item.runtest()`` would report into the item a second time);
     class-level fixtures are still set up at this point of the call.
     """
-    cls = getattr(item, "cls", None)
-    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+    if not _is_unittest(item):
         item.runtest()
         return
-    case = cls(item.name)
+    case = item.cls(item.name)
     case.setUp()
     try:
         getattr(case, item.name)()

@@ -4,7 +4,9 @@ Tests and other tools can supply their own suggester by implementing the
 ``pytest_kdassert_suggester(config)`` hook (see :mod:`pytest_kdassert.hookspecs`) in a
 ``conftest.py``: it returns an object with ``suggest(requests) -> list[list[candidate]]``
 where a candidate is a string, a ``(text, score)`` pair, or anything with ``.text`` and
-``.score``. torch and transformers are imported only by :class:`ModelSuggester`.
+``.score``. A suggester may also offer ``score(requests, texts)`` (see
+:meth:`ModelSuggester.score`) to rank template candidates; without it they rank last.
+torch and transformers are imported only by :class:`ModelSuggester`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class RawCandidate:
 class Suggester(Protocol):
     def suggest(self, requests: Sequence[SuggestRequest]) -> list[list]: ...
 
+    # optional: def score(self, requests, texts) -> list[list[float]]
+
 
 class ModelSuggester:
     """Generates candidates with a seq2seq model using beam search, batched across tests."""
@@ -79,6 +83,21 @@ class ModelSuggester:
                                       max_source_tokens=fmt.max_source_tokens,
                                       max_new_tokens=fmt.max_target_tokens)
             return generate_candidates(model, tokenizer, sources, config)
+
+    def score(self, requests: Sequence[SuggestRequest], texts: Sequence[Sequence[str]]) -> list[list[float]]:
+        """The model's mean log-probability of each given text, on the scale of ``suggest``'s scores."""
+        from distillation.generate import GenerationConfig, score_targets
+        from distillation.input_format import build_source
+
+        with _torch_threads(self.threads):
+            model, tokenizer, fmt = self._load()
+            pairs = [(build_source(r.focal_source, r.test_source_masked, fmt), text)
+                     for r, site_texts in zip(requests, texts, strict=True) for text in site_texts]
+            config = GenerationConfig(batch_size=self.batch_size,
+                                      max_source_tokens=fmt.max_source_tokens,
+                                      max_new_tokens=fmt.max_target_tokens)
+            flat = iter(score_targets(model, tokenizer, pairs, config))
+            return [[next(flat) for _ in site_texts] for site_texts in texts]
 
 
 @contextlib.contextmanager

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from pytest_kdassert.changes import Change
 from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
+
+ORIGIN_WORDS = {"model": "as the model wrote it", "grounded": "model text with the observed value",
+                "template": "test variable", "observed": "test variable with the observed value"}
+"""How the one-line summary names each candidate origin (see :mod:`.verify`)."""
 
 
 def finish(session, reporter, interrupted: bool = False) -> None:
@@ -44,9 +49,11 @@ def finish(session, reporter, interrupted: bool = False) -> None:
 
 
 def _describe_sites(states, reporter) -> None:
-    suggested = sum(1 for s in states if s.chosen is not None)
+    chosen = [s.chosen for s in states if s.chosen is not None]
+    origins = Counter(c.origin for c in chosen)
+    by_origin = ", ".join(f"{n} {ORIGIN_WORDS.get(o, o)}" for o, n in sorted(origins.items()))
     reporter.write_line(f"kdassert: {len(states)} site(s) wanting an assertion, "
-                        f"{suggested} with a suggestion")
+                        f"{len(chosen)} with a suggestion" + (f" ({by_origin})" if chosen else ""))
     verbose = reporter.verbosity > 0
     for state in states:
         name = state.site.nodeids[0]

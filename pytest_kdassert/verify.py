@@ -30,6 +30,8 @@ UNSTABLE = "unstable"  # grounded value differed between runs of the site
 
 MODEL = "model"  # origin: the model's text as-is
 GROUNDED = "grounded"  # origin: the model's text with the observed value filled in
+TEMPLATE = "template"  # origin: ``assert <variable> == 0`` over a variable the test assigned
+OBSERVED = "observed"  # origin: a template with the observed value filled in
 
 
 @dataclass
@@ -49,9 +51,10 @@ class CandidateCheck:
     detail: str = ""
     runs: int = field(default=0, repr=False)
     origin: str = MODEL
-    """``model`` (as generated) or ``grounded`` (value filled in from the run)."""
+    """``model`` (as generated), ``grounded`` (value filled in from the run), ``template``
+    (a variable of the test, see :mod:`.templates`) or ``observed`` (a grounded template)."""
     grounded_from: str | None = None
-    """For a grounded candidate: the model candidate it was made from."""
+    """For a grounded or observed candidate: the candidate it was made from."""
 
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""

@@ -141,3 +141,16 @@ def test_score_and_tally():
                   "value_focal": 1, "value_exact": 1, "passing_pct": 100.0, "exact_pct": 50.0,
                   "value_exact_pct": 100.0}
     assert bench.tally(rows, "off")["exact"] == 0
+
+
+def test_format_table_shows_every_mode_off_on_templates():
+    def row(off, on, tpl):
+        return {"value_assertion": True, "off": {"ran": True, "passing": off, "exact": off},
+                "on": {"ran": True, "passing": on, "exact": on},
+                "templates": {"ran": True, "passing": tpl, "exact": tpl}}
+
+    rows = [row(False, True, True), row(False, False, True)]
+    res = {"project": "p", **{mode: bench.tally(rows, mode) for mode, _ in bench.MODES}}
+    line = bench.format_table([res], {**res, "project": "**total**"}).splitlines()[2]
+    assert line == ("| p | 2 | 0/0/0 | 2 | 0.0 / 50.0 / 100.0 | 0.0 / 50.0 / 100.0 | 2 "
+                    "| 0.0 / 50.0 / 100.0 |")
