@@ -9,8 +9,8 @@ from pytest_kdassert.changes import Change
 from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
 
-ORIGIN_WORDS = {"model": "as the model wrote it", "grounded": "model text with the observed value",
-                "template": "test variable", "observed": "test variable with the observed value"}
+ORIGIN_WORDS = {"model": "model text", "grounded": "model text + observed value",
+                "template": "variable template", "observed": "variable + observed value"}
 """How the one-line summary names each candidate origin (see :mod:`.verify`)."""
 
 

@@ -201,7 +201,8 @@ def test_table_has_one_line_per_row(bench_run):
     assert table[-1].startswith("| retrieval | - |")
 
 
-def test_cli_bench_default_model_missing_is_a_clean_error(tmp_path):
+def test_cli_bench_default_model_missing_is_a_clean_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("distillation.models.default_model_dir", lambda: tmp_path / "no-model")
     data = write_dataset(tmp_path / "data", train=4, valid=2)
     result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--model", "default",
                                        "--out", str(tmp_path / "r.json")])
