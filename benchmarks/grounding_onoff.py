@@ -106,6 +106,8 @@ class GroundingBenchConfig:
     """Where the JSON result goes."""
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     """``kdassert mine``'s source cache; projects are read from its ``unpacked/``."""
+    modes: tuple[str, ...] = tuple(mode for mode, _ in MODES)
+    """Which of ``MODES`` to run (all three by default)."""
 
     def __post_init__(self):
         if self.per_project < 1:
@@ -114,6 +116,9 @@ class GroundingBenchConfig:
             raise ValueError("timeout must be > 0")
         if not self.projects:
             raise ValueError("give at least one project")
+        unknown = set(self.modes) - {mode for mode, _ in MODES}
+        if unknown or not self.modes:
+            raise ValueError(f"modes must be among {[m for m, _ in MODES]}, got {self.modes}")
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,8 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
                  "value_assertion": is_value_assertion(e.assertion)} for e in kept]
         runs = {}
         for mode, flags in MODES:
+            if mode not in config.modes:
+                continue
             report = Path(tmp) / f"report-{mode}.json"
             payload, seconds, output = run_plugin(run_dir, import_dir, nodeids, flags, report, config)
             records = _records_by_test(payload)
@@ -348,7 +355,7 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
             _log(f"{project} mode {mode}: {len(kept)} tests, {seconds:.0f} s")
             _warn_if_broken(project, mode, payload, runs[mode]["kdassert_lines"], output)
     return {"project": project, "source": original.name, "problems": problems, "runs": runs,
-            **{mode: tally(rows, mode) for mode, _ in MODES}, "examples": rows}
+            **{mode: tally(rows, mode) for mode in config.modes}, "examples": rows}
 
 
 def _records_by_test(payload: dict | None) -> dict:
@@ -383,9 +390,10 @@ def _fmt(value: float | None) -> str:
 
 def format_table(results: list[dict], total: dict) -> str:
     """Markdown table: per project and total, one figure per mode (off / on / templates)."""
-    order = ("off", "on", "templates")
-    head = ("| project | tests | not run off/on/tpl | focal | passing % off / on / tpl "
-            "| exact % off / on / tpl | value asserts | value exact % off / on / tpl |")
+    order = [m for m in ("off", "on", "templates") if m in total]
+    names = " / ".join("tpl" if m == "templates" else m for m in order)
+    head = (f"| project | tests | not run {names.replace(' ', '')} | focal | passing % {names} "
+            f"| exact % {names} | value asserts | value exact % {names} |")
     lines = [head, "|" + "---|" * 8]
     for res in [*results, total]:
         tallies = [res[m] for m in order]
@@ -401,6 +409,8 @@ def format_table(results: list[dict], total: dict) -> str:
 
 
 def value_gain_line(total: dict) -> str:
+    if "on" not in total or "off" not in total:
+        return ""
     on, off = total["on"]["value_exact_pct"], total["off"]["value_exact_pct"]
     if on is None or off is None:
         return "No value assertion among the focal tests: no grounding gain to report."
@@ -416,7 +426,7 @@ def run_benchmark(config: GroundingBenchConfig) -> dict:
     start = time.perf_counter()
     results = [bench_project(p, chosen[p], config) for p in config.projects if chosen[p]]
     rows = [row for res in results for row in res["examples"]]
-    total = {"project": "**total**", **{mode: tally(rows, mode) for mode, _ in MODES}}
+    total = {"project": "**total**", **{mode: tally(rows, mode) for mode in config.modes}}
     result = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
               "total": total, "projects": results,
               "skipped_projects": [p for p in config.projects if not chosen[p]]}
@@ -435,6 +445,8 @@ def parse_args(argv=None) -> GroundingBenchConfig:
     parser.add_argument("--threads", type=int, default=GroundingBenchConfig.threads)
     parser.add_argument("--timeout", type=float, default=GroundingBenchConfig.timeout)
     parser.add_argument("--out", default=GroundingBenchConfig.out)
+    parser.add_argument("--modes", default=",".join(m for m, _ in MODES),
+                        help="comma-separated subset of on,off,templates")
     parser.add_argument("--cache-dir", default=GroundingBenchConfig.cache_dir,
                         help="kdassert mine's source cache (holds unpacked/)")
     args = parser.parse_args(argv)
@@ -443,7 +455,8 @@ def parse_args(argv=None) -> GroundingBenchConfig:
     return GroundingBenchConfig(model=model, data=args.data, projects=projects,
                                 per_project=args.per_project, seed=args.seed,
                                 threads=args.threads, timeout=args.timeout, out=args.out,
-                                cache_dir=args.cache_dir)
+                                cache_dir=args.cache_dir,
+                                modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()))
 
 
 def main(argv=None) -> None:
@@ -452,7 +465,7 @@ def main(argv=None) -> None:
     print(format_table(result["projects"], result["total"]))
     print()
     print(value_gain_line(result["total"]))
-    print(f"{result['total']['on']['tests']} tests in {result['seconds']:.0f} s; "
+    print(f"{result['total'][config.modes[0]]['tests']} tests in {result['seconds']:.0f} s; "
           f"JSON: {config.out}")
 
 
