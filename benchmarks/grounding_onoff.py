@@ -9,10 +9,11 @@ of the mining corpus (``--data``, one example per test: its lowest-numbered asse
 The project's unpacked source (``~/.cache/kdassert/sources/unpacked/<name>-<version>-*``)
 is copied to a temporary directory, the k-th assertion of each drawn test (counted as
 the miner counts them: ``flatten_statements`` order, placeholders skipped) is replaced by
-``assert ...``, and only those tests are run twice in a subprocess, with the copy's package
+``assert ...``, and only those tests are run in a subprocess once per mode, with the copy's package
 directory first on ``PYTHONPATH``::
 
     python -m pytest <node ids> -p no:xdist -p no:cacheprovider -o addopts= \\
+        -m "not stress and not slow" \\
         --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
         --kdassert-ground --kdassert-no-templates | --kdassert-no-ground | --kdassert-ground
 
@@ -78,6 +79,9 @@ MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates")),
          ("templates", ("--kdassert-ground",)))
 """Grounding of the model's own candidates, no grounding, and grounding plus the templates
 over the test's variables (the plugin's default; see ``pytest_kdassert/templates.py``)."""
+SKIPPED_MARKERS = "not stress and not slow"
+"""The projects' own ``addopts`` are dropped (they name plugins that may be missing), and with
+them their deselection of stress tests (click's runs 10,000 instances): deselect those here."""
 _VALUE_UNITTEST = frozenset({"assertEqual", "assertEquals", "assertAlmostEqual", "assertIs",
                              "assertIsNone", "assertListEqual", "assertTupleEqual",
                              "assertDictEqual", "assertSetEqual", "assertSequenceEqual"})
@@ -308,7 +312,8 @@ def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flags: tuple
                config: GroundingBenchConfig) -> tuple[dict | None, float, str]:
     """Run pytest with the plugin; ``(report or None, seconds, its output)``."""
     cmd = [sys.executable, "-m", "pytest", *nodeids, "-p", "no:xdist", "-p", "no:cacheprovider",
-           "-o", "addopts=", "--rootdir", str(run_dir), "-q", "--suggest-asserts=diff", "--kdassert-report", str(report),
+           "-o", "addopts=", "-m", SKIPPED_MARKERS,
+           "--rootdir", str(run_dir), "-q", "--suggest-asserts=diff", "--kdassert-report", str(report),
            "--kdassert-model", config.model, *flags]
     if config.threads:
         cmd += ["--kdassert-threads", str(config.threads)]

@@ -2,12 +2,13 @@
 costs when installed but not asked for.
 
     python benchmarks/plugin_overhead.py [--tests 200] [--beams 5] [--repeats 3]
-                                         [--json runs/bench/plugin_overhead.json]
+                                         [--model default] [--json runs/bench/plugin_overhead.json]
 
 Generates a suite of ``--tests`` focal tests (half with an ``assert ...`` placeholder, half
-without any assertion) over a small focal module, builds a random-init ``student`` preset
-model with an 8k vocabulary (no trained model exists yet; random weights never emit
-``</s>`` early, so every candidate runs to the full 64 new tokens: a worst case), then times
+without any assertion) over a small focal module. ``--model`` names the model to time
+(``default``: the bundled student); without it a random-init ``student`` preset with an 8k
+vocabulary is built (random weights never emit ``</s>`` early, so every candidate runs to
+the full ``--target-tokens``: a worst case). Then it times
 in fresh subprocesses:
   1. ``pytest -p no:kdassert`` (plugin switched off) and plain ``pytest`` (plugin installed,
      no flag): median of ``--repeats`` runs each; target: no measurable difference;
@@ -78,6 +79,8 @@ class OverheadConfig:
     """Runs of each plain configuration; the median is reported."""
     threads: int = 1
     """--kdassert-threads: 1 because this machine's 2 cores are shared (see the README)."""
+    model: str | None = None
+    """A trained model directory or ``default`` (the bundled student); None builds a random one."""
     preset: str = "student"
     vocab_size: int = 8192
     target_tokens: int = 64
@@ -141,7 +144,10 @@ def run(config: OverheadConfig) -> dict:
         suite, model_dir = Path(tmp) / "suite", Path(tmp) / "model"
         suite.mkdir()
         write_suite(suite, config)
-        parameters = build_random_model(model_dir, suite, config)
+        if config.model is None:
+            parameters = build_random_model(model_dir, suite, config)
+        else:
+            model_dir, parameters = config.model, _parameters_of(config.model)
         timed_run(suite)  # warm the file cache and .pyc files
         off = median_run(suite, config.repeats, "-p", "no:kdassert")
         installed = median_run(suite, config.repeats)
@@ -157,6 +163,7 @@ def run(config: OverheadConfig) -> dict:
         "model_parameters": parameters,
         "sites": len(sites),
         "candidates": sum(len(s["candidates"]) for s in sites),
+        "suggested": sum(s["status"] == "suggested" for s in sites),
         "plain_plugin_off_s": round(off, 3),
         "plain_plugin_installed_s": round(installed, 3),
         "installed_overhead_s": round(installed - off, 3),
@@ -170,6 +177,13 @@ def run(config: OverheadConfig) -> dict:
     }
 
 
+def _parameters_of(spec: str) -> int:
+    from distillation.models import count_parameters, load_seq2seq
+
+    model, _ = load_seq2seq(spec)
+    return count_parameters(model)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=OverheadConfig.tests)
@@ -177,10 +191,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=OverheadConfig.repeats)
     parser.add_argument("--threads", type=int, default=OverheadConfig.threads)
     parser.add_argument("--target-tokens", type=int, default=OverheadConfig.target_tokens)
+    parser.add_argument("--model", default=None,
+                        help="trained model directory or `default`; omitted: a random-init preset")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     cli = parser.parse_args()
     results = run(OverheadConfig(tests=cli.tests, beams=cli.beams, repeats=cli.repeats,
-                                         threads=cli.threads, target_tokens=cli.target_tokens))
+                                         threads=cli.threads, target_tokens=cli.target_tokens,
+                                         model=cli.model))
     print(json.dumps(results, indent=2))
     if cli.json:
         Path(cli.json).parent.mkdir(parents=True, exist_ok=True)
