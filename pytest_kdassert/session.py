@@ -329,6 +329,15 @@ def _rank_key(check: CandidateCheck, names: set[str]) -> tuple:
     return (-score, check.rank, check.origin != MODEL)
 
 
+def ran_mid_test(state: SiteState) -> bool:
+    """Candidates were evaluated at a placeholder, so the rest of the test ran after them.
+
+    Candidates run against the test's own objects; one with a side effect (``next(it)``,
+    ``items.pop()``) can make the rest of the test fail. The summary says so.
+    """
+    return state.site.mode != APPEND_MODE and any(c.runs for c in state.candidates)
+
+
 def _before_line(site) -> int:
     """First line after the code a site's assertion sees (its placeholder, or the test's end)."""
     return site.line + (1 if site.mode == APPEND_MODE else 0)

@@ -8,6 +8,7 @@ from collections import Counter
 from pytest_kdassert.changes import Change
 from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
+from pytest_kdassert.session import ran_mid_test
 
 ORIGIN_WORDS = {"model": "model text", "grounded": "model text + observed value",
                 "template": "variable template", "observed": "variable + observed value"}
@@ -57,7 +58,11 @@ def _describe_sites(states, reporter) -> None:
     verbose = reporter.verbosity > 0
     for state in states:
         name = state.site.nodeids[0]
-        if state.status == "test-failed":
+        if state.status == "test-failed" and ran_mid_test(state):
+            reporter.write_line(f"  {name}: the test failed after kdassert ran candidates at line "
+                                f"{state.site.line}, no suggestion; a candidate with a side effect "
+                                f"can cause that: check with -p no:kdassert", red=True)
+        elif state.status == "test-failed":
             reporter.write_line(f"  {name}: the test fails on its own, no suggestion", red=True)
         elif state.status != "suggested":
             reporter.write_line(f"  {name}: {state.status.replace('-', ' ')}")

@@ -169,7 +169,8 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
                                           "--kdassert-no-ground")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*2 site(s) wanting an assertion, 0 with a suggestion*",
-                                 "*test_mixed.py::test_fails: the test fails on its own*",
+                                 "*test_mixed.py::test_fails: the test failed after kdassert ran "
+                                 "candidates at line 3, no suggestion;*",
                                  "*test_mixed.py::test_ok: no verified candidate*"])
     data = json.loads(report.read_text())
     assert data["version"] == 1 and data["settings"]["mode"] == "diff"
@@ -185,6 +186,29 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
     }
     assert ok["status"] == "no-verified-candidate" and ok["mode"] == "append"
     assert [c["outcome"] for c in ok["candidates"]] == ["failed", "failed"]
+
+
+def test_a_failure_after_candidates_ran_mid_test_is_explained(pytester):
+    # the candidate consumes the list the rest of the test checks: kdassert caused the failure
+    pytester.makeconftest(STUB.format(candidates={"test_side": ["assert items.pop() == 3"],
+                                                  "test_broken": ["assert x == 1"]}))
+    pytester.makepyfile(test_side='''
+        def test_side():
+            items = [1, 2, 3]
+            assert ...
+            assert len(items) == 3
+
+        def test_broken():
+            raise RuntimeError("broken")
+            x = 1
+    ''')
+    result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*test_side.py::test_side: the test failed after kdassert ran candidates at line 3, "
+        "no suggestion; a candidate with a side effect can cause that: check with -p no:kdassert*",
+        "*test_side.py::test_broken: the test fails on its own, no suggestion*"])
+    pytester.runpytest_inprocess("-p", "no:kdassert").assert_outcomes(passed=1, failed=1)
 
 
 def test_a_path_after_the_flag_is_a_path_not_a_mode(project):
