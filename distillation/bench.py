@@ -125,7 +125,7 @@ def score_predictions(references: Sequence[str], candidates: Sequence[Sequence[C
             "token_precision": p, "token_recall": r, "token_f1": f,
             "char_similarity": m.char_similarity(top1, ref),
             "bleu4_sentence": m.sentence_bleu(top1, ref), "parses": m.parses(top1),
-            "agrees_with_teacher": None if teacher_top1 is None else _agrees(top1, teacher_top1[i]),
+            "agrees_with_teacher": None if teacher_top1 is None else agrees(top1, teacher_top1[i]),
         })
     n = max(len(rows), 1)
 
@@ -140,7 +140,7 @@ def score_predictions(references: Sequence[str], candidates: Sequence[Sequence[C
     return summary, rows
 
 
-def _agrees(prediction: str, teacher: str) -> bool:
+def agrees(prediction: str, teacher: str) -> bool:
     """Same AST as the teacher's top-1, or the very same text when neither parses."""
     return m.exact_match(prediction, teacher) or (
         prediction.strip() == teacher.strip() and not m.parses(teacher))

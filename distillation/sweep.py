@@ -110,10 +110,25 @@ def run_sweep(config: SweepConfig) -> dict:
             logger.info("sweep %d/%d %s: training", index, len(todo), key)
             trained = run_train(dataclasses.replace(config.base, alpha=alpha, temperature=temperature))
             results["points"][key] = _point(config, bench_data, alpha, temperature, trained.student_dir)
-            if config.teacher_row and results.get("teacher") is None:
+            if config.teacher_row and "top1" not in (results.get("teacher") or {}):
                 results["teacher"] = _bench_row(config, bench_data, "teacher", trained.teacher_dir)
+        fill_agreement(results)
         _save(path, results)
     return results
+
+
+def fill_agreement(results: dict) -> None:
+    """Each point's top-1 agreement with the teacher's top-1, where both predictions are stored."""
+    from distillation.bench import agrees
+
+    teacher = (results.get("teacher") or {}).get("top1")
+    if not teacher:
+        return
+    for point in results["points"].values():
+        top1 = point.get("top1")
+        if top1 and len(top1) == len(teacher):
+            agreed = sum(agrees(p, t) for p, t in zip(top1, teacher, strict=True))
+            point["metrics"]["agreement_with_teacher"] = agreed / len(teacher)
 
 
 def _shared_alpha_zero(results: dict, alpha: float) -> dict | None:
@@ -133,16 +148,22 @@ def _point(config: SweepConfig, bench_data: Path, alpha: float, temperature: flo
 
 
 def _bench_row(config: SweepConfig, bench_data: Path, label: str, model_dir) -> dict:
-    """Benchmark one model; returns its report row without the per-example data."""
-    from distillation.bench import BenchConfig, run_bench
+    """Benchmark one model: its metrics, size and speed, and its top-1 predictions (``top1``),
+    kept so that agreement with the teacher can be scored once the teacher row exists."""
+    from distillation.bench import BenchConfig, model_row, score_predictions
+    from distillation.records import load_examples
 
-    report = run_bench(BenchConfig(data=str(bench_data), models=(f"{label}={model_dir}",), out=None,
-                                   limit=config.bench_limit, beams=config.beams,
-                                   batch_size=config.batch_size,
-                                   latency_examples=config.latency_examples, memory=False))
-    row = report["rows"][0]
-    return {"model_dir": str(model_dir), "examples": report["examples"], "metrics": row["metrics"],
-            "size": row["size"], "speed": row["speed"]}
+    bench = BenchConfig(data=str(bench_data), models=(f"{label}={model_dir}",), out=None,
+                        limit=config.bench_limit, beams=config.beams, batch_size=config.batch_size,
+                        latency_examples=config.latency_examples, memory=False)
+    examples = load_examples(bench.data, bench.limit)
+    if not examples:
+        raise DataError(f"{bench.data} holds no examples to benchmark.")
+    row = model_row(bench, label, str(model_dir), examples)
+    metrics, _ = score_predictions([e.assertion for e in examples], row.candidates, bench.beams)
+    return {"model_dir": str(model_dir), "examples": len(examples), "metrics": metrics,
+            "size": row.size, "speed": row.speed,
+            "top1": [c[0].text if c else "" for c in row.candidates]}
 
 
 def _fingerprint(config_dict: dict) -> dict:

@@ -17,7 +17,7 @@ from distillation.input_format import InputFormatConfig
 from distillation.models import save_format_config
 from distillation.pipeline import TrainConfig
 from distillation.plots import PlotConfig, make_plots
-from distillation.sweep import SweepConfig, run_sweep
+from distillation.sweep import SweepConfig, fill_agreement, run_sweep
 from tests.train_data import write_dataset
 
 
@@ -66,7 +66,8 @@ def test_sweep_trains_each_point_once_and_resumes(tmp_path, fake_train):
     point = results["points"]["a0.5-T2"]
     assert point["examples"] == 2 and 0.0 <= point["metrics"]["exact_match"] <= 1.0
     assert point["model_dir"].endswith("tiny-topk-a0.5-T2/final")
-    assert results["teacher"]["examples"] == 2
+    assert results["teacher"]["examples"] == 2 and len(results["teacher"]["top1"]) == 2
+    assert all(0.0 <= p["metrics"]["agreement_with_teacher"] <= 1.0 for p in results["points"].values())
     on_disk = json.loads((tmp_path / "runs" / "sweep.json").read_text())
     assert on_disk["points"].keys() == results["points"].keys()
     # A second run finds every point done; a larger grid trains only the new points.
@@ -74,6 +75,17 @@ def test_sweep_trains_each_point_once_and_resumes(tmp_path, fake_train):
     assert len(fake_train) == 3
     run_sweep(_sweep_config(tmp_path, temperatures=(1.0, 2.0, 4.0)))
     assert fake_train[3:] == [(0.5, 4.0)]
+
+
+def test_fill_agreement_scores_stored_top1_against_the_teachers():
+    results = {"teacher": {"top1": ["assert x == 1", "assert (y)", "not code ("]},
+               "points": {"a": {"top1": ["assert x==1", "assert y", "not code ("], "metrics": {}},
+                          "b": {"top1": ["assert x == 2", "assert z", "other ("], "metrics": {}},
+                          "old": {"metrics": {"agreement_with_teacher": None}}}}
+    fill_agreement(results)
+    assert results["points"]["a"]["metrics"]["agreement_with_teacher"] == 1.0
+    assert results["points"]["b"]["metrics"]["agreement_with_teacher"] == 0.0
+    assert results["points"]["old"]["metrics"]["agreement_with_teacher"] is None  # no top1 stored
 
 
 def test_sweep_refuses_cached_points_from_other_settings(tmp_path, fake_train):
