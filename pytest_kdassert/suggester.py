@@ -73,31 +73,34 @@ class ModelSuggester:
     def suggest(self, requests: Sequence[SuggestRequest]) -> list[list]:
         if not requests:
             return []
-        from distillation.generate import GenerationConfig, generate_candidates
-        from distillation.input_format import build_source
+        from distillation.generate import generate_candidates
 
         with _torch_threads(self.threads):
-            model, tokenizer, fmt = self._load()
-            sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]
-            config = GenerationConfig(num_beams=self.num_beams, batch_size=self.batch_size,
-                                      max_source_tokens=fmt.max_source_tokens,
-                                      max_new_tokens=fmt.max_target_tokens)
+            model, tokenizer, sources, config = self._prepare(requests)
             return generate_candidates(model, tokenizer, sources, config)
 
     def score(self, requests: Sequence[SuggestRequest], texts: Sequence[Sequence[str]]) -> list[list[float]]:
         """The model's mean log-probability of each given text, on the scale of ``suggest``'s scores."""
-        from distillation.generate import GenerationConfig, score_targets
-        from distillation.input_format import build_source
+        from distillation.generate import score_targets
 
         with _torch_threads(self.threads):
-            model, tokenizer, fmt = self._load()
-            pairs = [(build_source(r.focal_source, r.test_source_masked, fmt), text)
-                     for r, site_texts in zip(requests, texts, strict=True) for text in site_texts]
-            config = GenerationConfig(batch_size=self.batch_size,
-                                      max_source_tokens=fmt.max_source_tokens,
-                                      max_new_tokens=fmt.max_target_tokens)
+            model, tokenizer, sources, config = self._prepare(requests)
+            pairs = [(source, text) for source, site_texts in zip(sources, texts, strict=True)
+                     for text in site_texts]
             flat = iter(score_targets(model, tokenizer, pairs, config))
             return [[next(flat) for _ in site_texts] for site_texts in texts]
+
+    def _prepare(self, requests: Sequence[SuggestRequest]):
+        """The loaded model and tokenizer, one model input per request, and the generation settings."""
+        from distillation.generate import GenerationConfig
+        from distillation.input_format import build_source
+
+        model, tokenizer, fmt = self._load()
+        sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]
+        config = GenerationConfig(num_beams=self.num_beams, batch_size=self.batch_size,
+                                  max_source_tokens=fmt.max_source_tokens,
+                                  max_new_tokens=fmt.max_target_tokens)
+        return model, tokenizer, sources, config
 
 
 @contextlib.contextmanager
