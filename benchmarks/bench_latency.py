@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from distillation.bench import BenchConfig, Seq2SeqPredictor, cpu_latency, format_table, run_bench
-from distillation.generate import GenerationConfig
-from distillation.input_format import InputFormatConfig, example_source
-from distillation.models import build_model, count_parameters, save_format_config
-from distillation.records import load_examples, write_examples
+from distillation.models import build_model, count_parameters
 from distillation.tokenizer import TokenizerConfig, train_tokenizer
+from pytest_kdassert.core.generate import GenerationConfig
+from pytest_kdassert.core.input_format import InputFormatConfig, example_source
+from pytest_kdassert.core.loading import save_format_config
+from pytest_kdassert.core.records import load_examples, write_examples
 
 
 def build_student(examples, directory: Path, preset: str, vocab_size: int):

@@ -27,13 +27,14 @@ import torch
 from transformers import TrainerCallback
 
 from distillation.data import EncodedDataset, Seq2SeqCollator, encode_examples
-from distillation.input_format import InputFormatConfig, build_target, example_source
 from distillation.logit_extract import LogitsConfig, extract_logits
 from distillation.logit_store import LogitStore
-from distillation.models import build_model, count_parameters, save_format_config
-from distillation.records import Example, load_examples, write_examples
+from distillation.models import build_model, count_parameters
 from distillation.tokenizer import TokenizerConfig, train_tokenizer
 from distillation.trainer import DistillationTrainer, OptimConfig, training_args
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
+from pytest_kdassert.core.loading import save_format_config
+from pytest_kdassert.core.records import Example, load_examples, write_examples
 
 
 def matmul_peak(dtype, size=2048, repeats=6) -> float:

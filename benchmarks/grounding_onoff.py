@@ -62,12 +62,16 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distillation.assertions import assertion_kind, is_placeholder_assert, normalize_assertion
-from distillation.atomic import write_text_atomic
 from distillation.mining.discover import find_test_functions
-from distillation.mining.focal import flatten_statements
 from distillation.mining.sources import DEFAULT_CACHE_DIR
-from distillation.records import Example, read_examples
+from pytest_kdassert.core.assertions import (
+    assertion_kind,
+    is_placeholder_assert,
+    normalize_assertion,
+)
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.records import Example, read_examples
+from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.grounding import grounding_site
 
 DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "click",

@@ -109,9 +109,10 @@ def build_random_model(directory: Path, suite: Path, config: OverheadConfig) -> 
     """Save a random-init model + tokenizer; returns its parameter count."""
     import torch
 
-    from distillation.input_format import InputFormatConfig
-    from distillation.models import build_model, count_parameters, save_format_config
+    from distillation.models import build_model, count_parameters
     from distillation.tokenizer import TokenizerConfig, train_tokenizer
+    from pytest_kdassert.core.input_format import InputFormatConfig
+    from pytest_kdassert.core.loading import save_format_config
 
     texts = [p.read_text() for p in sorted(suite.glob("*.py"))]
     tokenizer = train_tokenizer(texts * 20, TokenizerConfig(vocab_size=config.vocab_size,
@@ -178,7 +179,8 @@ def run(config: OverheadConfig) -> dict:
 
 
 def _parameters_of(spec: str) -> int:
-    from distillation.models import count_parameters, load_seq2seq
+    from distillation.models import count_parameters
+    from pytest_kdassert.core.loading import load_seq2seq
 
     model, _ = load_seq2seq(spec)
     return count_parameters(model)

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distillation import metrics as m
-from distillation.atomic import atomic_write, write_text_atomic
-from distillation.errors import ConfigError, DataError
-from distillation.generate import Candidate, GenerationConfig, generate_candidates
-from distillation.records import Example, load_examples
+from pytest_kdassert.core.atomic import atomic_write, write_text_atomic
+from pytest_kdassert.core.errors import ConfigError, DataError
+from pytest_kdassert.core.generate import Candidate, GenerationConfig, generate_candidates
+from pytest_kdassert.core.records import Example, load_examples
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def probe_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dic
     import torch  # noqa: F401 - counted in the baseline
     import transformers  # noqa: F401
 
-    from distillation.models import load_seq2seq
+    from pytest_kdassert.core.loading import load_seq2seq
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model, tokenizer = load_seq2seq(spec)
@@ -301,13 +301,9 @@ def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Exa
     """Load one model, predict every example, and measure its size and speed."""
     import torch
 
-    from distillation.input_format import example_source
-    from distillation.models import (
-        count_parameters,
-        load_format_config,
-        load_seq2seq,
-        resolve_model_path,
-    )
+    from distillation.models import count_parameters
+    from pytest_kdassert.core.input_format import example_source
+    from pytest_kdassert.core.loading import load_format_config, load_seq2seq, resolve_model_path
 
     path = resolve_model_path(spec)
     device = resolve_device(config.device)
@@ -357,8 +353,8 @@ def _dir_bytes(path: Path) -> int | None:
 
 def retrieval_row(config: BenchConfig, examples: Sequence[Example]) -> Row:
     """The IR baseline: nearest training example's assertion (Jaccard over input tokens)."""
-    from distillation.input_format import example_source
     from distillation.retrieval import RetrievalBaseline, RetrievalConfig
+    from pytest_kdassert.core.input_format import example_source
 
     corpus = load_examples(config.train)
     start = time.perf_counter()

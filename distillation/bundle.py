@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillation.errors import ConfigError, DataError
-from distillation.models import FORMAT_FILE, default_model_dir, resolve_model_path
+from pytest_kdassert.core.errors import ConfigError, DataError
+from pytest_kdassert.core.loading import FORMAT_FILE, default_model_dir, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _check_better(target: Path, card: dict, force: bool) -> None:
 
 def _export(source: Path, staged: Path, card: dict) -> None:
     """Re-save through transformers (safetensors only, no optimizer or training state)."""
-    from distillation.models import load_seq2seq
+    from pytest_kdassert.core.loading import load_seq2seq
 
     model, tokenizer = load_seq2seq(source)
     model.save_pretrained(staged, safe_serialization=True)

@@ -11,7 +11,7 @@ import logging
 import click
 
 from distillation import __version__
-from distillation.errors import KdassertError
+from pytest_kdassert.core.errors import KdassertError
 
 
 class _KdassertGroup(click.Group):
@@ -123,9 +123,9 @@ def tokenizer_command(data, out_dir, vocab_size, min_frequency, limit):
     """Train the byte-level BPE tokenizer on model inputs and targets of a split."""
     from pathlib import Path
 
-    from distillation.input_format import InputFormatConfig
     from distillation.stages import build_tokenizer
     from distillation.tokenizer import TokenizerConfig
+    from pytest_kdassert.core.input_format import InputFormatConfig
 
     config = TokenizerConfig(vocab_size=vocab_size, min_frequency=min_frequency)
     build_tokenizer(Path(data), Path(out_dir), config, InputFormatConfig(), limit)

@@ -1,6 +1,6 @@
 """Tokenised datasets and the batch collator used by teacher training, distillation and logits.
 
-Examples become ``{"input_ids", "labels"}`` through :mod:`distillation.input_format` only.
+Examples become ``{"input_ids", "labels"}`` through :mod:`pytest_kdassert.core.input_format` only.
 Batches are padded dynamically (to the longest item, via ``DataCollatorForSeq2Seq``); the
 Trainer's ``group_by_length`` sorts similar lengths together so little padding is left.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from distillation.input_format import InputFormatConfig, build_target, example_source
-from distillation.records import Example, load_examples
 from distillation.signals import signal_to_batch
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
+from pytest_kdassert.core.records import Example, load_examples
 
 logger = logging.getLogger(__name__)
 

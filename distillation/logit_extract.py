@@ -13,7 +13,6 @@ import torch
 from tqdm.auto import tqdm
 
 from distillation.data import Seq2SeqCollator, encode_examples
-from distillation.errors import ConfigError
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.logit_store import (
     ShardWriter,
@@ -24,9 +23,10 @@ from distillation.logit_store import (
     try_finalize,
     write_part,
 )
-from distillation.models import load_format_config, load_seq2seq, resolve_model_path
-from distillation.records import load_examples
 from distillation.signals import topk_signal
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.loading import load_format_config, load_seq2seq, resolve_model_path
+from pytest_kdassert.core.records import load_examples
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillation.atomic import write_text_atomic
-from distillation.errors import CorruptShardError, DataError
 from distillation.logit_codec import QuantizedCodec, TopKCodec
 from distillation.signals import DenseSignal, SparseSignal
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import CorruptShardError, DataError
 
 logger = logging.getLogger(__name__)
 

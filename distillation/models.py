@@ -1,31 +1,12 @@
-"""Model presets, loading, and the checks that keep teacher and student compatible.
+"""Model presets, construction, and the checks that keep teacher and student compatible.
 
-Code that loads a model takes a local directory. A hub id (``Salesforce/codet5-base``) is
-passed through for users who are online; ``default`` is the student bundled in the package.
+Loading a trained model (``default``, a directory) is the core's job:
+:mod:`pytest_kdassert.core.loading`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import os
-from dataclasses import asdict
-from pathlib import Path
-
-from distillation.errors import (
-    ConfigError,
-    CorruptModelError,
-    ModelNotFoundError,
-    VocabMismatchError,
-)
-from distillation.input_format import InputFormatConfig
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "default"
-FORMAT_FILE = "kdassert_format.json"
-"""Written beside every model kdassert trains: the InputFormatConfig it was trained with."""
+from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 
 # T5 (v1.0, ReLU) shapes. Parameter counts are for an 8k vocabulary with tied embeddings.
 PRESETS: dict[str, dict] = {
@@ -41,90 +22,6 @@ PRESETS: dict[str, dict] = {
     # A few thousand parameters besides the embeddings: for tests only.
     "tiny": dict(d_model=32, d_ff=64, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1),
 }
-
-
-def default_model_dir() -> Path:
-    """Where the bundled default student lives inside the installed package."""
-    import pytest_kdassert
-
-    return Path(pytest_kdassert.__file__).parent / "default_model"
-
-
-def resolve_model_path(spec: str | os.PathLike) -> str:
-    """Turn ``default``, a directory or a hub id into something ``from_pretrained`` loads.
-
-    Raises ModelNotFoundError with the next step when nothing usable is there.
-    """
-    spec = str(spec)
-    if spec == DEFAULT_MODEL:
-        directory = default_model_dir()
-        if not (directory / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"No bundled default model is installed (looked in {directory}). Train one with "
-                "`kdassert train` and pass its directory, e.g. --kdassert-model runs/cpu/students/student-topk-a0.5-T2/final."
-            )
-        return str(directory)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"{path} is not a model directory: it has no config.json. Point at the "
-                "directory that `kdassert train` wrote (it holds config.json and model.safetensors)."
-            )
-        return str(path)
-    if _looks_like_hub_id(spec) and not path.exists():
-        return spec  # for users who are online; from_pretrained will fetch it
-    raise ModelNotFoundError(f"Model {spec!r} not found: no such directory.")
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
-
-
-def load_tokenizer(spec: str | os.PathLike):
-    """Load the tokenizer stored with a model (``default``, a directory or a hub id)."""
-    from transformers import AutoTokenizer
-
-    path = resolve_model_path(spec)
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(f"Cannot load the tokenizer from {path}: {exc}") from exc
-
-
-def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
-    """Load ``(model, tokenizer)`` for inference; the model is in eval mode on ``device``."""
-    from transformers import AutoModelForSeq2SeqLM
-
-    path = resolve_model_path(spec)
-    tokenizer = load_tokenizer(path)
-    try:
-        with _no_progress_bar():  # a few MB load instantly; the bar would only clutter pytest output
-            model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(
-            f"Cannot load the model in {path}: {exc}. Retrain it or reinstall the package."
-        ) from exc
-    if model.config.vocab_size < len(tokenizer):
-        raise CorruptModelError(
-            f"{path}: the model's vocabulary ({model.config.vocab_size}) is smaller than its "
-            f"tokenizer's ({len(tokenizer)}); the directory mixes files from different runs."
-        )
-    return model.to(device).eval(), tokenizer
-
-
-@contextlib.contextmanager
-def _no_progress_bar():
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def build_model(preset: str, tokenizer, **overrides):
@@ -163,21 +60,3 @@ def check_same_vocabulary(teacher_tokenizer, student_tokenizer) -> None:
             "only in the student). Distillation compares logits token by token, so both must use "
             "the same tokenizer: build the student with the teacher's tokenizer."
         )
-
-
-def save_format_config(directory: str | os.PathLike, config: InputFormatConfig) -> None:
-    """Record the input format a model was trained with, beside its weights."""
-    from distillation.atomic import write_text_atomic
-
-    write_text_atomic(Path(directory) / FORMAT_FILE, json.dumps(asdict(config), indent=2) + "\n")
-
-
-def load_format_config(spec: str | os.PathLike) -> InputFormatConfig:
-    """The InputFormatConfig saved with a model, or the default for foreign models."""
-    path = Path(resolve_model_path(spec)) / FORMAT_FILE
-    if not path.is_file():
-        return InputFormatConfig()
-    try:
-        return InputFormatConfig(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CorruptModelError(f"{path} is not a valid input-format file: {exc}") from exc

@@ -22,16 +22,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distillation.errors import ConfigError
+from pytest_kdassert.core.errors import ConfigError
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
-from distillation.input_format import InputFormatConfig
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
-from distillation.models import PRESETS, load_seq2seq, load_tokenizer, resolve_model_path
-from distillation.records import load_examples
+from distillation.models import PRESETS
 from distillation.stages import (
     build_tokenizer,
     clear_stage,
@@ -43,6 +41,9 @@ from distillation.stages import (
 )
 from distillation.tokenizer import TokenizerConfig
 from distillation.trainer import OptimConfig
+from pytest_kdassert.core.input_format import InputFormatConfig
+from pytest_kdassert.core.loading import load_seq2seq, load_tokenizer, resolve_model_path
+from pytest_kdassert.core.records import load_examples
 
 logger = logging.getLogger(__name__)
 
@@ -289,9 +290,9 @@ def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
     valid = Path(config.data_dir) / "valid.jsonl"
     if config.bench_limit == 0 or not valid.is_file():
         return None
-    from distillation.assertions import normalize_assertion
-    from distillation.generate import GenerationConfig, generate_candidates
-    from distillation.input_format import example_source
+    from pytest_kdassert.core.assertions import normalize_assertion
+    from pytest_kdassert.core.generate import GenerationConfig, generate_candidates
+    from pytest_kdassert.core.input_format import example_source
 
     report = student_dir.parent / "bench.json"
     resolved = {"stage": "bench", "model": config_hash({"student": str(student_dir),
@@ -309,7 +310,7 @@ def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
                for e, c in zip(examples, candidates, strict=True))
     payload = {"hash": config_hash(resolved), "config": resolved, "examples": len(examples),
                "exact_match": hits / max(len(examples), 1), "student": str(student_dir)}
-    from distillation.atomic import write_text_atomic
+    from pytest_kdassert.core.atomic import write_text_atomic
 
     write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
     logger.info("benchmark: exact match %.3f on %d validation examples", payload["exact_match"], len(examples))

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillation.atomic import write_bytes_atomic
-from distillation.errors import ConfigError, DataError
+from pytest_kdassert.core.atomic import write_bytes_atomic
+from pytest_kdassert.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 In the style of IR-based assertion generation (Yu et al. 2022, "IR"): similarity is the
 Jaccard index of the *sets* of tokens (regex ``\\w+|[^\\w\\s]``) of the model input texts
-(:func:`distillation.input_format.example_source`), so the baseline sees exactly what the
+(:func:`pytest_kdassert.core.input_format.example_source`), so the baseline sees exactly what the
 model sees. An inverted index (token -> ids of the training examples containing it, one flat
 numpy array) gives every training example's intersection size with one ``bincount``; a
 token found in over half the examples stores the examples that lack it instead, so no list
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distillation.errors import ConfigError
-from distillation.generate import Candidate
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.generate import Candidate
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillation.errors import ConfigError, DataError
-from distillation.records import load_examples, write_examples
+from pytest_kdassert.core.errors import ConfigError, DataError
+from pytest_kdassert.core.records import load_examples, write_examples
 
 logger = logging.getLogger(__name__)
 

@@ -16,20 +16,14 @@ from pathlib import Path
 
 import torch
 
-from distillation.atomic import write_text_atomic
 from distillation.data import Seq2SeqCollator, load_dataset
-from distillation.input_format import InputFormatConfig, build_target, example_source
-from distillation.models import (
-    PRESETS,
-    build_model,
-    check_same_vocabulary,
-    load_tokenizer,
-    resolve_model_path,
-    save_format_config,
-)
-from distillation.records import read_examples
+from distillation.models import PRESETS, build_model, check_same_vocabulary
 from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from distillation.trainer import DistillationTrainer, OptimConfig, run_trainer, training_args
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
+from pytest_kdassert.core.loading import load_tokenizer, resolve_model_path, save_format_config
+from pytest_kdassert.core.records import read_examples
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +135,7 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
 
 
 def raise_store_mismatch(store, num_train: int):
-    from distillation.errors import DataError
+    from pytest_kdassert.core.errors import DataError
 
     raise DataError(f"The logit store in {store.directory} holds {store.num_examples} examples but the "
                     f"training split has {num_train}; rebuild it with `kdassert logits`.")

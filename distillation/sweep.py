@@ -14,8 +14,8 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distillation.atomic import write_text_atomic
-from distillation.errors import ConfigError, DataError
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _bench_row(config: SweepConfig, bench_data: Path, label: str, model_dir) -> 
     """Benchmark one model: its metrics, size and speed, and its top-1 predictions (``top1``),
     kept so that agreement with the teacher can be scored once the teacher row exists."""
     from distillation.bench import BenchConfig, model_row, score_predictions
-    from distillation.records import load_examples
+    from pytest_kdassert.core.records import load_examples
 
     bench = BenchConfig(data=str(bench_data), models=(f"{label}={model_dir}",), out=None,
                         limit=config.bench_limit, beams=config.beams, batch_size=config.batch_size,

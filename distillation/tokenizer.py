@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from distillation.errors import ConfigError
-from distillation.input_format import SPECIAL_TOKENS
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.input_format import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 

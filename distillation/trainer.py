@@ -14,9 +14,9 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from distillation.errors import ConfigError, VocabMismatchError
 from distillation.losses import soft_loss
 from distillation.signals import DenseSignal, pop_signal
+from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 
 logger = logging.getLogger(__name__)
 

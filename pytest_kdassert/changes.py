@@ -14,7 +14,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from distillation.atomic import write_text_atomic
+from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.discovery import PLACEHOLDER_MODE
 from pytest_kdassert.rewrite import apply_edits
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distillation.errors import ConfigError
+from pytest_kdassert.core.errors import ConfigError
 
 MODES = ("diff", "apply", "review")
 

@@ -11,9 +11,8 @@ import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillation.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
-from distillation.mining.extract import mask_statement
-from distillation.mining.symbols import dedent_lines
+from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
+from pytest_kdassert.core.source import dedent_lines, first_line, flatten_statements, mask_statement
 
 PLACEHOLDER_MODE = "placeholder"
 APPEND_MODE = "append"
@@ -66,7 +65,7 @@ def find_function(tree: ast.Module, lineno: int, name: str) -> tuple[ast.AST, st
         parent, prefix = stack.pop()
         for node in ast.iter_child_nodes(parent):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                start = first_line(node)
                 if node.name == name and start <= lineno <= node.end_lineno:
                     return node, prefix + node.name
             elif isinstance(node, ast.ClassDef):
@@ -74,26 +73,10 @@ def find_function(tree: ast.Module, lineno: int, name: str) -> tuple[ast.AST, st
     return None
 
 
-def _flat_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Every statement in a body, nested blocks included, excluding nested defs and classes."""
-    out = []
-    for stmt in body:
-        out.append(stmt)
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for name in ("body", "orelse", "finalbody"):
-            out.extend(_flat_statements(getattr(stmt, name, []) or []))
-        for handler in getattr(stmt, "handlers", []) or []:
-            out.extend(_flat_statements(handler.body))
-        for case in getattr(stmt, "cases", []) or []:
-            out.extend(_flat_statements(case.body))
-    return out
-
-
 def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False) -> list[Site]:
     """The sites of one test function: its placeholders, else its end if it asserts nothing."""
     node = info.node
-    statements = _flat_statements(node.body)
+    statements = flatten_statements(node.body)
     placeholders = [s for s in statements if is_placeholder_assert(s)]
     if placeholders:
         return [_site(info, path, s, PLACEHOLDER_MODE) for s in placeholders]
@@ -118,7 +101,7 @@ def _is_trivial(node) -> bool:
 def _site(info: FunctionInfo, path: Path, stmt: ast.stmt, mode: str) -> Site:
     """A site, masked the way the miner masks its examples (same function, same dedent)."""
     node = info.node
-    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    start = first_line(node)
     body_indent = _indent_of(info.lines[node.body[0].lineno - 1])
     masked = None
     if mode == PLACEHOLDER_MODE:

@@ -1,8 +1,10 @@
-"""Find a test's focal function at runtime: the test module is imported, so names resolve.
+"""The focal function at runtime: the plugin's symbol table for the shared focal rule.
 
-Preference, as in the miner: the call whose result is assigned to a name and is nearest
-before the assertion site; else the last call that resolves to code defined outside test
-files. Calls on a local built by ``x = SomeClass(...)`` resolve to ``SomeClass``'s method.
+The rule (:class:`pytest_kdassert.core.focal.FocalResolver`) and the source cut
+(:func:`pytest_kdassert.core.source.definition_source`) are the miner's; only the way names
+resolve differs. The test module is imported, so a name resolves to the object it holds and
+that object to its definition in its own file. As in the miner, only code outside test files,
+the standard library and installed packages counts as code under test.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import linecache
 import logging
 import sysconfig
-import textwrap
 from dataclasses import dataclass
 
-from distillation.assertions import dotted_name
-from distillation.mining.symbols import MAX_FOCAL_LINES  # the miner's cut: same inputs
+from pytest_kdassert.core.focal import Definition, FocalResolver
+from pytest_kdassert.core.source import definition_source, first_line, flatten_statements
 
 logger = logging.getLogger(__name__)
 
@@ -26,92 +28,119 @@ class Focal:
     """The function under test, as the model sees it."""
 
     name: str
+    """The call as the test writes it (``cart.total``)."""
     source: str
 
 
 def resolve_focal(test_node: ast.AST, before_line: int, namespace: dict) -> Focal | None:
     """The focal function for the site at ``before_line`` (calls on later lines are ignored)."""
-    calls = _calls_before(test_node, before_line)
-    local_types = _local_types(test_node, namespace)
-    resolved = []
-    for call, assigned in calls:
-        obj = _resolve(call.func, namespace, local_types)
-        if obj is not None:
-            resolved.append((obj, assigned, _dotted(call.func)))
-    ranked = [r for r in resolved if not _in_test_file(r[0])] or resolved
-    preferred = [r for r in ranked if r[1]] or ranked
-    for obj, _, name in reversed(preferred):
-        source = _source_of(obj)
-        if source:
-            return Focal(name=name, source=source)
+    statements = flatten_statements(test_node.body)
+    position = sum(1 for stmt in statements if stmt.lineno < before_line)
+    symbols = RuntimeSymbols(namespace)
+    match = FocalResolver(symbols, statements).focal_at_site(position)
+    if match is None:
+        return None
+    source = symbols.source(match.definition)
+    if not source:
+        return None
+    return Focal(name=match.written_name or match.definition.qualname, source=source)
+
+
+class RuntimeSymbols:
+    """Names of an imported test module, resolved to definitions in their source files.
+
+    Implements :class:`pytest_kdassert.core.focal.Symbols`.
+    """
+
+    def __init__(self, namespace: dict):
+        self.namespace = namespace
+        self._objects: dict[str, object] = {}
+        """Definition qualname -> the object it was made from."""
+        self._files: dict[str, str] = {}
+        """Definition qualname -> the file that holds it."""
+
+    def resolve(self, dotted: str) -> Definition | None:
+        head, *rest = dotted.split(".")
+        if head not in self.namespace:
+            return None  # builtins, locals, fixtures, self
+        obj = self.namespace[head]
+        if obj is getattr(builtins, head, None) and not rest:
+            return None
+        for attr in rest:
+            try:
+                obj = inspect.getattr_static(obj, attr)
+            except AttributeError:
+                return None
+            obj = getattr(obj, "__func__", obj)  # staticmethod / classmethod
+        return self._definition(obj)
+
+    def member(self, cls: Definition, attr: str) -> Definition | None:
+        owner = self._objects.get(cls.qualname)
+        try:
+            obj = inspect.getattr_static(owner, attr)
+        except AttributeError:
+            return None
+        return self._definition(getattr(obj, "__func__", obj))
+
+    def attr_type(self, name: str) -> Definition | None:
+        return None  # ``self.x`` is set when the test runs, after the focal is chosen
+
+    def owner(self, method: Definition) -> Definition | None:
+        obj = self._objects.get(method.qualname)
+        qualname = getattr(obj, "__qualname__", "")
+        if "." not in qualname:
+            return None
+        owner = inspect.getmodule(obj)
+        for part in qualname.split(".")[:-1]:
+            owner = getattr(owner, part, None)
+        return self._definition(owner)
+
+    def source(self, definition: Definition) -> str:
+        text = "".join(linecache.getlines(self._files.get(definition.qualname, "")))
+        return definition_source(text.splitlines(), definition.node) if text else ""
+
+    def _definition(self, obj) -> Definition | None:
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or _is_library(obj):
+            return None
+        if _in_test_file(obj):
+            return None
+        found = _locate(obj)
+        if found is None:
+            return None
+        filename, node = found
+        qualname = f"{obj.__module__}.{obj.__qualname__}"
+        self._objects[qualname] = obj
+        self._files[qualname] = filename
+        return Definition(qualname, node, obj.__module__)
+
+
+def _locate(obj) -> tuple[str, ast.AST] | None:
+    """``(file, def node)`` of a function or class, from its file as it is on disk."""
+    try:
+        filename = inspect.getsourcefile(inspect.unwrap(obj))
+        _, lineno = inspect.getsourcelines(obj)
+    except (OSError, TypeError, ValueError):
+        return None
+    if not filename:
+        return None
+    tree = _parse(filename)
+    if tree is None:
+        return None
+    name = obj.__name__
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and node.name == name and lineno in (first_line(node), node.lineno):
+            return filename, node
     return None
 
 
-def _calls_before(test_node: ast.AST, before_line: int) -> list[tuple[ast.Call, bool]]:
-    """``(call, result_assigned_to_a_name)`` in source order, nested defs skipped."""
-    out: list[tuple[ast.Call, bool]] = []
-    for stmt in ast.walk(test_node):
-        if not isinstance(stmt, ast.stmt) or stmt is test_node:
-            continue
-        if getattr(stmt, "lineno", before_line) >= before_line and before_line > 0:
-            continue
-        assigned_value = stmt.value if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else None
-        for child in _own_expressions(stmt):
-            for node in ast.walk(child):
-                if isinstance(node, ast.Call):
-                    out.append((node, node is assigned_value))
-    out.sort(key=lambda pair: (pair[0].lineno, pair[0].col_offset))
-    return out
-
-
-def _own_expressions(stmt: ast.stmt) -> list[ast.AST]:
-    """The expressions of a statement itself, not of the statements nested in it."""
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return []
-    return [value for name, value in ast.iter_fields(stmt)
-            if name not in ("body", "orelse", "finalbody", "handlers", "cases")
-            and isinstance(value, ast.AST)] + [
-        v for name, values in ast.iter_fields(stmt)
-        if name in ("targets", "items") and isinstance(values, list)
-        for v in values if isinstance(v, ast.AST)]
-
-
-def _local_types(test_node: ast.AST, namespace: dict) -> dict[str, type]:
-    """Locals assigned from a class call: ``cart = Cart()`` -> ``{"cart": Cart}``."""
-    types: dict[str, type] = {}
-    for node in ast.walk(test_node):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            obj = _resolve(node.value.func, namespace, {})
-            if isinstance(obj, type):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        types[target.id] = obj
-    return types
-
-
-def _resolve(func: ast.expr, namespace: dict, local_types: dict[str, type]):
-    """The object a call's func expression names, or None (builtins and unknowns)."""
-    parts = _dotted(func).split(".") if _dotted(func) else []
-    if not parts:
+def _parse(filename: str) -> ast.Module | None:
+    text = "".join(linecache.getlines(filename))
+    try:
+        return ast.parse(text) if text else None
+    except (SyntaxError, ValueError, RecursionError):
+        logger.debug("kdassert: cannot parse %s", filename)
         return None
-    head, rest = parts[0], parts[1:]
-    if head in local_types:
-        obj = local_types[head]
-    elif head in namespace:
-        obj = namespace[head]
-    else:
-        return None  # builtins, locals, fixtures, self
-    if obj is getattr(builtins, head, None) and not rest:
-        return None
-    for attr in rest:
-        try:
-            obj = inspect.getattr_static(obj, attr)
-        except AttributeError:
-            return None
-        obj = getattr(obj, "__func__", obj)  # staticmethod / classmethod
-    if not (inspect.isfunction(obj) or inspect.isclass(obj)) or _is_library(obj):
-        return None
-    return obj
 
 
 def _is_library(obj) -> bool:
@@ -124,20 +153,7 @@ def _is_library(obj) -> bool:
     return "site-packages" in path or path.startswith(stdlib)
 
 
-def _dotted(expr: ast.expr) -> str:
-    return dotted_name(expr) or ""
-
-
 def _in_test_file(obj) -> bool:
     module = getattr(obj, "__module__", "") or ""
     leaf = module.rsplit(".", 1)[-1]
     return leaf.startswith("test_") or leaf.endswith("_test") or leaf == "conftest"
-
-
-def _source_of(obj) -> str | None:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return None
-    lines = textwrap.dedent(source).splitlines()[:MAX_FOCAL_LINES]
-    return "\n".join(lines)

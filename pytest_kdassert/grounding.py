@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distillation.assertions import dotted_name
+from pytest_kdassert.core.assertions import dotted_name
 
 MAX_LITERAL_CHARS = 240
 """Longer values make unreadable assertions; they are not grounded."""

@@ -84,8 +84,8 @@ def pytest_configure(config) -> None:
 
 
 def _settings(config, mode):
-    from distillation.errors import ConfigError
     from pytest_kdassert.config import SuggestConfig
+    from pytest_kdassert.core.errors import ConfigError
 
     beams = config.getoption("kdassert_beams")
     if beams is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillation.atomic import write_text_atomic
+from pytest_kdassert.core.atomic import write_text_atomic
 
 REPORT_VERSION = 1
 """Fields added since (``origin``, ``grounded_from``, ``chosen_origin``) are additive."""

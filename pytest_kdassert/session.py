@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from distillation.errors import KdassertError
 from pytest_kdassert.changes import ChangeSet
 from pytest_kdassert.config import SuggestConfig
+from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.discovery import APPEND_MODE, Site, code_of_test, find_sites, function_info
 from pytest_kdassert.focal import resolve_focal
 from pytest_kdassert.grounding import focal_names, rank_score

@@ -53,7 +53,7 @@ class ModelSuggester:
 
     def __init__(self, model_spec: str, num_beams: int = 5, batch_size: int = 16,
                  threads: int = 0):
-        from distillation.models import resolve_model_path
+        from pytest_kdassert.core.loading import resolve_model_path
 
         self.path = resolve_model_path(model_spec)  # fails fast, before torch is imported
         self.num_beams = num_beams
@@ -63,7 +63,7 @@ class ModelSuggester:
 
     def _load(self):
         if self._loaded is None:
-            from distillation.models import load_format_config, load_seq2seq
+            from pytest_kdassert.core.loading import load_format_config, load_seq2seq
 
             model, tokenizer = load_seq2seq(self.path)
             self._loaded = (model, tokenizer, load_format_config(self.path))
@@ -73,7 +73,7 @@ class ModelSuggester:
     def suggest(self, requests: Sequence[SuggestRequest]) -> list[list]:
         if not requests:
             return []
-        from distillation.generate import generate_candidates
+        from pytest_kdassert.core.generate import generate_candidates
 
         with _torch_threads(self.threads):
             model, tokenizer, sources, config = self._prepare(requests)
@@ -81,7 +81,7 @@ class ModelSuggester:
 
     def score(self, requests: Sequence[SuggestRequest], texts: Sequence[Sequence[str]]) -> list[list[float]]:
         """The model's mean log-probability of each given text, on the scale of ``suggest``'s scores."""
-        from distillation.generate import score_targets
+        from pytest_kdassert.core.generate import score_targets
 
         with _torch_threads(self.threads):
             model, tokenizer, sources, config = self._prepare(requests)
@@ -92,8 +92,8 @@ class ModelSuggester:
 
     def _prepare(self, requests: Sequence[SuggestRequest]):
         """The loaded model and tokenizer, one model input per request, and the generation settings."""
-        from distillation.generate import GenerationConfig
-        from distillation.input_format import build_source
+        from pytest_kdassert.core.generate import GenerationConfig
+        from pytest_kdassert.core.input_format import build_source
 
         model, tokenizer, fmt = self._load()
         sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]

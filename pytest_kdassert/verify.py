@@ -15,7 +15,11 @@ import ast
 import sys
 from dataclasses import dataclass, field
 
-from distillation.assertions import assertion_kind, is_placeholder_assert, normalize_assertion
+from pytest_kdassert.core.assertions import (
+    assertion_kind,
+    is_placeholder_assert,
+    normalize_assertion,
+)
 from pytest_kdassert.grounding import ground, needs_pytest_import
 
 PASSED = "passed"

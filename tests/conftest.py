@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distillation.input_format import FOCAL_SEP, PLACEHOLDER
+from pytest_kdassert.core.input_format import FOCAL_SEP, PLACEHOLDER
 
 SAMPLE_TEXTS = [
     f"def add(a, b):\n    return a + b\n{FOCAL_SEP}\ndef test_add():\n    x = add(1, 2)\n    {PLACEHOLDER}",
@@ -30,8 +30,9 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     """A random-init ``tiny`` T5 saved with its tokenizer, loadable by ``load_seq2seq``."""
     import torch
 
-    from distillation.input_format import InputFormatConfig
-    from distillation.models import build_model, save_format_config
+    from distillation.models import build_model
+    from pytest_kdassert.core.input_format import InputFormatConfig
+    from pytest_kdassert.core.loading import save_format_config
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("tiny-model")

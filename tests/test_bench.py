@@ -19,10 +19,10 @@ from distillation.bench import (
     score_predictions,
 )
 from distillation.cli import main
-from distillation.errors import ConfigError
-from distillation.generate import Candidate
-from distillation.input_format import example_source
 from distillation.retrieval import RetrievalBaseline, RetrievalConfig
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.generate import Candidate
+from pytest_kdassert.core.input_format import example_source
 from tests.train_data import make_examples, write_dataset
 
 
@@ -143,8 +143,9 @@ def short_model_dir(tmp_path_factory, tiny_tokenizer):
     """A tiny random model whose format allows 8 output tokens, so generation is quick."""
     import torch
 
-    from distillation.input_format import InputFormatConfig
-    from distillation.models import build_model, save_format_config
+    from distillation.models import build_model
+    from pytest_kdassert.core.input_format import InputFormatConfig
+    from pytest_kdassert.core.loading import save_format_config
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("short-model")
@@ -202,7 +203,7 @@ def test_table_has_one_line_per_row(bench_run):
 
 
 def test_cli_bench_default_model_missing_is_a_clean_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("distillation.models.default_model_dir", lambda: tmp_path / "no-model")
+    monkeypatch.setattr("pytest_kdassert.core.loading.default_model_dir", lambda: tmp_path / "no-model")
     data = write_dataset(tmp_path / "data", train=4, valid=2)
     result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--model", "default",
                                        "--out", str(tmp_path / "r.json")])

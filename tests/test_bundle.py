@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from distillation.bundle import CARD_FILE, MAX_BYTES, BundleConfig, bundle_model
 from distillation.cli import main
-from distillation.errors import ConfigError, DataError
-from distillation.models import load_seq2seq
+from pytest_kdassert.core.errors import ConfigError, DataError
+from pytest_kdassert.core.loading import load_seq2seq
 
 
 def _report(path, model_dir, exact, data="test.jsonl"):

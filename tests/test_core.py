@@ -8,16 +8,26 @@ import os
 
 import pytest
 
-from distillation.assertions import (
+from pytest_kdassert.core.assertions import (
     AssertionKind,
     assertion_kind,
     is_placeholder_assert,
     normalize_assertion,
 )
-from distillation.atomic import write_text_atomic
-from distillation.errors import ConfigError, DataError, ModelNotFoundError, VocabMismatchError
-from distillation.input_format import FOCAL_SEP, PLACEHOLDER, InputFormatConfig, build_source
-from distillation.records import Example, load_examples, write_examples
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import (
+    ConfigError,
+    DataError,
+    ModelNotFoundError,
+    VocabMismatchError,
+)
+from pytest_kdassert.core.input_format import (
+    FOCAL_SEP,
+    PLACEHOLDER,
+    InputFormatConfig,
+    build_source,
+)
+from pytest_kdassert.core.records import Example, load_examples, write_examples
 
 
 def kind(src: str):
@@ -105,7 +115,7 @@ def test_atomic_write_keeps_original_on_error(tmp_path):
     target.write_text("original\n")
     os.chmod(target, 0o644)
     with pytest.raises(KeyboardInterrupt):
-        from distillation.atomic import atomic_write
+        from pytest_kdassert.core.atomic import atomic_write
 
         with atomic_write(target) as handle:
             handle.write("half")
@@ -126,8 +136,8 @@ def test_tokenizer_round_trips_code(tiny_tokenizer):
 
 
 def test_load_tiny_model_and_generate(tiny_model_dir):
-    from distillation.generate import GenerationConfig, generate_candidates
-    from distillation.models import load_seq2seq
+    from pytest_kdassert.core.generate import GenerationConfig, generate_candidates
+    from pytest_kdassert.core.loading import load_seq2seq
 
     model, tokenizer = load_seq2seq(tiny_model_dir)
     out = generate_candidates(model, tokenizer, ["def f():\n    pass", "x"],
@@ -138,7 +148,7 @@ def test_load_tiny_model_and_generate(tiny_model_dir):
 
 
 def test_missing_model_dir_has_clear_error(tmp_path):
-    from distillation.models import resolve_model_path
+    from pytest_kdassert.core.loading import resolve_model_path
 
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         resolve_model_path(tmp_path)

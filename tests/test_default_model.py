@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from distillation.bundle import MAX_BYTES
 from distillation.cli import main
-from distillation.models import default_model_dir
+from pytest_kdassert.core.loading import default_model_dir
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "shop"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distillation.records import Example
+from pytest_kdassert.core.records import Example
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "grounding_onoff.py"
 _SPEC = importlib.util.spec_from_file_location("grounding_onoff", _PATH)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from distillation.errors import ConfigError, CorruptShardError, DataError
 from distillation.logit_codec import EliasFano, QuantizedCodec, TopKCodec
 from distillation.logit_extract import LogitsConfig, extract_logits
 from distillation.logit_store import LogitStore
 from distillation.signals import topk_signal
+from pytest_kdassert.core.errors import ConfigError, CorruptShardError, DataError
 from tests.train_data import write_split
 
 
@@ -73,7 +73,7 @@ def _extract(model_dir, data, out, **kwargs):
 
 def test_store_matches_live_teacher(tiny_model_dir, split, tmp_path):
     from distillation.data import Seq2SeqCollator, load_dataset
-    from distillation.models import load_format_config, load_seq2seq
+    from pytest_kdassert.core.loading import load_format_config, load_seq2seq
 
     store = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "store", k=8, dtype="fp16"))
     manifest = store.manifest

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from distillation.cli import main
-from distillation.errors import ConfigError
 from distillation.mining.mine import MineConfig, mine
 from distillation.mining.splits import assign_split, cap_examples
-from distillation.records import FIELD_NAMES, load_examples
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.records import FIELD_NAMES, load_examples
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from distillation.errors import SourceError
 from distillation.mining import sources
 from distillation.mining.mine import MineConfig, mine
 from distillation.mining.sources import fetch, parse_spec, read_corpus, safe_extract
-from distillation.records import load_examples
+from pytest_kdassert.core.errors import SourceError
+from pytest_kdassert.core.records import load_examples
 
 
 def test_parse_pypi_spec():

@@ -97,9 +97,13 @@ def test_asserting_tests_are_skipped_unless_all(tmp_path):
 
 
 # -- focal resolution -------------------------------------------------------------------
+FOCAL_MODULE = """
 class Cart:
     def total(self):
         return 0
+
+    def add(self, item):
+        return self
 
 
 def helper_make():
@@ -108,30 +112,61 @@ def helper_make():
 
 def helper_use(value):
     return value
+"""
 
 
-def test_focal_prefers_the_last_assigned_call():
+@pytest.fixture
+def code_ns(tmp_path, monkeypatch):
+    """The namespace of a test module that imported everything from a project module."""
+    (tmp_path / "shopcode.py").write_text(FOCAL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "shopcode", raising=False)
+    import shopcode
+
+    return {name: getattr(shopcode, name) for name in ("Cart", "helper_make", "helper_use")}
+
+
+def test_focal_prefers_the_last_assigned_call(code_ns):
     tree = ast.parse(_src("""
         def test_a():
             value = helper_make()
             helper_use(value)
     """))
-    focal = resolve_focal(tree.body[0], 99, globals())
+    focal = resolve_focal(tree.body[0], 99, code_ns)
     assert focal.name == "helper_make"
     assert focal.source.startswith("def helper_make():")
 
 
-def test_focal_resolves_methods_of_locally_built_objects_and_ignores_later_lines():
+def test_focal_resolves_methods_of_locally_built_objects_and_ignores_later_lines(code_ns):
     tree = ast.parse(_src("""
         def test_a():
             cart = Cart()
             n = cart.total()
             x = helper_make()
     """))
-    focal = resolve_focal(tree.body[0], 4, globals())
+    focal = resolve_focal(tree.body[0], 4, code_ns)
     assert focal.name == "cart.total"
-    assert "def total(self):" in focal.source
-    assert resolve_focal(ast.parse("def test_a():\n    x = len([])\n").body[0], 9, globals()) is None
+    assert focal.source == "def total(self):\n    return 0"
+    assert resolve_focal(ast.parse("def test_a():\n    x = len([])\n").body[0], 9, code_ns) is None
+
+
+def test_focal_follows_fluent_methods_to_their_class(code_ns):
+    tree = ast.parse(_src("""
+        def test_a():
+            cart = Cart().add("x")
+            n = cart.total()
+    """))
+    focal = resolve_focal(tree.body[0], 99, code_ns)
+    assert focal.name == "cart.total"
+
+
+def test_focal_ignores_code_defined_in_test_files():
+    tree = ast.parse("def test_a():\n    x = helper_in_test_file()\n")
+    assert resolve_focal(tree.body[0], 99, {"helper_in_test_file": helper_in_test_file}) is None
+
+
+def helper_in_test_file():
+    return 1
 
 
 # -- verification -----------------------------------------------------------------------

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from distillation.cli import main
-from distillation.errors import ConfigError
-from distillation.records import load_examples
 from distillation.sample import SampleConfig, sample_dataset, sample_examples
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.records import load_examples
 
 
 def _write_split(path, projects, per_project):

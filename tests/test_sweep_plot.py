@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from distillation.cli import main
-from distillation.errors import ConfigError
-from distillation.input_format import InputFormatConfig
-from distillation.models import save_format_config
 from distillation.pipeline import TrainConfig
 from distillation.plots import PlotConfig, make_plots
 from distillation.sweep import SweepConfig, fill_agreement, run_sweep
+from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.input_format import InputFormatConfig
+from pytest_kdassert.core.loading import save_format_config
 from tests.train_data import write_dataset
 
 

@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from distillation.cli import main
-from distillation.errors import ConfigError, VocabMismatchError
-from distillation.models import load_seq2seq
 from distillation.pipeline import TrainConfig, load_train_config, run_train
+from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
+from pytest_kdassert.core.loading import load_seq2seq
 from tests.train_data import write_dataset
 
 TINY = ["--teacher", "tiny", "--student", "tiny", "--topk", "8", "--vocab-size", "300",
@@ -99,7 +99,7 @@ def _trainer(model, tokenizer, cls, **kwargs):
 
 def _inputs(tokenizer):
     from distillation.data import Seq2SeqCollator, encode_examples
-    from distillation.input_format import InputFormatConfig
+    from pytest_kdassert.core.input_format import InputFormatConfig
     from tests.train_data import make_examples
 
     items = encode_examples(make_examples(3), tokenizer, InputFormatConfig())

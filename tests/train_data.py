@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from distillation.records import Example, write_examples
+from pytest_kdassert.core.records import Example, write_examples
 
 _OPS = [("add", "+"), ("mul", "*"), ("sub", "-")]
 

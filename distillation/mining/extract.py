@@ -6,7 +6,6 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillation.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
 from distillation.mining.discover import (
     TestFunction,
     find_test_functions,
@@ -15,14 +14,12 @@ from distillation.mining.discover import (
     read_source,
 )
 from distillation.mining.fixtures import conftest_fixture_types, module_fixture_types
-from distillation.mining.focal import (
-    FocalResolver,
-    TestScope,
-    flatten_statements,
-    last_call_baseline,
-)
-from distillation.mining.symbols import Definition, ProjectIndex, dedent_lines, import_table
-from distillation.records import Example
+from distillation.mining.focal import TestScope, last_call_baseline
+from distillation.mining.symbols import ProjectIndex, import_table
+from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
+from pytest_kdassert.core.focal import Definition
+from pytest_kdassert.core.records import Example
+from pytest_kdassert.core.source import first_line, flatten_statements, mask_statement
 
 _SETUP_NAMES = ("setUp", "setup_method", "setUpClass", "setup_class")
 
@@ -108,7 +105,7 @@ def _setup_types(index: ProjectIndex, imports: dict[str, str], cls: ast.ClassDef
 def _assigned_types(index: ProjectIndex, imports: dict[str, str], body: list[ast.stmt],
                     class_body: bool = False) -> dict[str, Definition]:
     statements = flatten_statements(body)
-    resolver = FocalResolver(TestScope(index, imports, statements))
+    resolver = TestScope(index, imports, statements).resolver()
     types = {}
     for pos, stmt in enumerate(statements):
         if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
@@ -128,17 +125,18 @@ def _extract_test(scope: TestScope, test: TestFunction, lines: list[str], projec
                  if assertion_kind(stmt) is not None and not is_placeholder_assert(stmt)]
     if not config.min_assertions <= len(positions) <= config.max_assertions:
         return
-    resolver = FocalResolver(scope)
+    resolver = scope.resolver()
     node = test.node
-    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    start = first_line(node)
     for k, pos in enumerate(positions):
         stmt = scope.statements[pos]
         masked = mask_statement(lines, start, node.end_lineno, stmt, node.col_offset)
         if masked is None:
             result.skipped_assertions += 1
             continue
-        focal = resolver.focal(pos) if config.focal_strategy == "dataflow" \
+        match = resolver.focal(pos) if config.focal_strategy == "dataflow" \
             else last_call_baseline(scope, pos)
+        focal = match.definition if match else None
         example = Example(
             id=f"{project}:{test_file}::{test.name}#{k}",
             project=project,
@@ -150,23 +148,3 @@ def _extract_test(scope: TestScope, test: TestFunction, lines: list[str], projec
             assertion=ast.unparse(stmt),
         )
         result.examples.append((example, assertion_kind(stmt).value))
-
-
-def mask_statement(lines: list[str], start: int, end: int, stmt: ast.stmt,
-                   indent: int) -> str | None:
-    """Lines ``start..end`` (1-based) with ``stmt`` replaced by one placeholder line, dedented.
-
-    None when the statement shares a line with other code (``x = 1; assert x``).
-    """
-    first, last = lines[stmt.lineno - 1], lines[stmt.end_lineno - 1]
-    after = last.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", errors="ignore")
-    if first[: stmt.col_offset].strip() or _code_after(after):
-        return None
-    placeholder = first[: stmt.col_offset] + PLACEHOLDER
-    body = [*lines[start - 1: stmt.lineno - 1], placeholder, *lines[stmt.end_lineno: end]]
-    return dedent_lines(body, indent)
-
-
-def _code_after(rest: str) -> bool:
-    rest = rest.strip()
-    return bool(rest) and not rest.startswith("#")

@@ -10,8 +10,10 @@ import ast
 from pathlib import Path
 
 from distillation.mining.discover import module_name, parse_source, read_source
-from distillation.mining.focal import FocalResolver, TestScope, flatten_statements
-from distillation.mining.symbols import Definition, ProjectIndex, import_table
+from distillation.mining.focal import TestScope
+from distillation.mining.symbols import ProjectIndex, import_table
+from pytest_kdassert.core.focal import Definition
+from pytest_kdassert.core.source import flatten_statements
 
 
 def _is_fixture(node: ast.AST) -> bool:
@@ -27,7 +29,7 @@ def _is_fixture(node: ast.AST) -> bool:
 def _fixture_type(index: ProjectIndex, imports: dict[str, str],
                   node: ast.FunctionDef) -> Definition | None:
     statements = flatten_statements(node.body)
-    resolver = FocalResolver(TestScope(index, imports, statements))
+    resolver = TestScope(index, imports, statements).resolver()
     for pos in range(len(statements) - 1, -1, -1):
         stmt = statements[pos]
         value = stmt.value if isinstance(stmt, (ast.Return, ast.Expr)) else None

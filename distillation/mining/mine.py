@@ -14,8 +14,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distillation.atomic import write_text_atomic
-from distillation.errors import ConfigError, SourceError
 from distillation.mining.discover import find_test_files
 from distillation.mining.extract import ExtractConfig, FileResult, extract_file
 from distillation.mining.sources import (
@@ -26,7 +24,9 @@ from distillation.mining.sources import (
     read_corpus,
 )
 from distillation.mining.symbols import ProjectIndex
-from distillation.records import write_examples
+from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import ConfigError, SourceError
+from pytest_kdassert.core.records import write_examples
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from distillation.errors import SourceError
+from pytest_kdassert.core.errors import SourceError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from distillation.records import Example
+from pytest_kdassert.core.records import Example
 
 SPLITS = ("train", "valid", "test")
 _PRIORITY = ("test", "valid", "train")

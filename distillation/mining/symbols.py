@@ -7,7 +7,6 @@ to them, so a giant project costs only what its tests import.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 from pathlib import Path
 
 from distillation.mining.discover import (
@@ -18,23 +17,8 @@ from distillation.mining.discover import (
     read_source,
     walk_python_files,
 )
-
-MAX_FOCAL_LINES = 120
-"""Longer definitions are cut: the model reads the head of the focal function only."""
-
-
-@dataclass(frozen=True)
-class Definition:
-    """A function, method or class in the project's non-test code."""
-
-    qualname: str
-    """``module.func``, ``module.Class`` or ``module.Class.method``."""
-    node: ast.AST
-    module: str
-
-    @property
-    def is_class(self) -> bool:
-        return isinstance(self.node, ast.ClassDef)
+from pytest_kdassert.core.focal import Definition
+from pytest_kdassert.core.source import definition_source
 
 
 def import_table(tree: ast.Module, module: str, is_package: bool = False) -> dict[str, str]:
@@ -173,22 +157,9 @@ class ProjectIndex:
         return None
 
     def source(self, definition: Definition) -> str:
-        """Dedented source of a definition (decorators included), cut to MAX_FOCAL_LINES."""
+        """Dedented source of a definition (decorators included), cut as the plugin cuts it."""
         parsed = self.module(definition.module)
-        lines = parsed[3].splitlines()
-        node = definition.node
-        start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
-        end = min(node.end_lineno, start + MAX_FOCAL_LINES)
-        return dedent_lines(lines[start:end], node.col_offset)
-
-
-def dedent_lines(lines: list[str], indent: int) -> str:
-    """Remove ``indent`` leading whitespace characters from each line that has them."""
-    out = []
-    for line in lines:
-        stripped = len(line) - len(line.lstrip())
-        out.append(line[min(indent, stripped):])
-    return "\n".join(out)
+        return definition_source(parsed[3].splitlines(), definition.node)
 
 
 def _top_level_defs(tree: ast.Module) -> dict[str, ast.AST]:

@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distillation.assertions import PLACEHOLDER
-from distillation.errors import ConfigError
+from pytest_kdassert.core.assertions import PLACEHOLDER
+from pytest_kdassert.core.errors import ConfigError
 
 FOCAL_SEP = "<FocalTestSep>"
 """Separates the focal function from the test; a special token of every kdassert tokenizer."""
@@ -125,5 +125,5 @@ def build_target(assertion: str) -> str:
 
 def example_source(example, config: InputFormatConfig = InputFormatConfig(),
                    count_tokens: Callable[[str], int] = approx_token_count) -> str:
-    """``build_source`` for a mining-schema :class:`~distillation.records.Example`."""
+    """``build_source`` for a mining-schema :class:`~pytest_kdassert.core.records.Example`."""
     return build_source(example.focal_source, example.test_source_masked, config, count_tokens)

@@ -32,7 +32,7 @@ class GenerationConfig:
     max_new_tokens: int = 64
 
     def __post_init__(self):
-        from distillation.errors import ConfigError
+        from pytest_kdassert.core.errors import ConfigError
 
         if self.num_beams < 1:
             raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")

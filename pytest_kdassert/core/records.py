@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from distillation.atomic import atomic_write
-from distillation.errors import DataError
+from pytest_kdassert.core.atomic import atomic_write
+from pytest_kdassert.core.errors import DataError
 
 
 @dataclass(frozen=True)
