@@ -10,7 +10,7 @@ import pytest
 from pytest_kdassert.config import MODES
 
 SESSION_KEY = pytest.StashKey[object]()
-"""``config.stash[SESSION_KEY]``: the active :class:`~pytest_kdassert.session.KdassertSession`."""
+"""``config.stash[SESSION_KEY]``: the active :class:`~pytest_kdassert.hooks.KdassertHooks`."""
 
 
 def pytest_addhooks(pluginmanager) -> None:
@@ -72,15 +72,15 @@ def pytest_configure(config) -> None:
     if not mode or hasattr(config, "workerinput"):
         return  # off, or an xdist worker (the controller explains why)
     settings = _settings(config, mode)
-    from pytest_kdassert.session import KdassertSession, XdistNotice
+    from pytest_kdassert.hooks import KdassertHooks, XdistNotice
 
     if _xdist_active(config):
         config.pluginmanager.register(XdistNotice(), "kdassert-xdist-notice")
         return
 
-    session = KdassertSession(config, settings)
-    config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(session, "kdassert-session")
+    hooks = KdassertHooks(config, settings)
+    config.stash[SESSION_KEY] = hooks
+    config.pluginmanager.register(hooks, "kdassert-session")
 
 
 def _settings(config, mode):

@@ -1,52 +1,104 @@
-"""End of session: print diffs, write files or review them, and write the JSON report."""
+"""End of session: write files or review them, write the JSON report, and tell the user.
+
+:func:`finish` runs in ``pytest_sessionfinish`` (so ``-p no:terminal`` still writes) and
+returns the lines to show; :func:`show` prints them with the per-site summary and the diffs
+in the terminal summary.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 
-from pytest_kdassert.changes import Change
+from pytest_kdassert.outcomes import ORIGIN_WORDS, Status
 from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
-from pytest_kdassert.session import ran_mid_test
-
-ORIGIN_WORDS = {"model": "model text", "grounded": "model text + observed value",
-                "template": "variable template", "observed": "variable + observed value"}
-"""How the one-line summary names each candidate origin (see :mod:`.verify`)."""
 
 
-def finish(session, reporter, interrupted: bool = False) -> None:
-    """Everything ``--suggest-asserts`` prints and writes after the tests ran.
+def finish(session, interrupted: bool, ask: Callable[[str], str],
+           write: Callable[[str], None]) -> list[str]:
+    """Decide, then apply, review or only diff, and write the report; the lines to show.
 
-    An interrupted run (Ctrl-C) only prints diffs: it writes no file and asks nothing.
+    An interrupted run (Ctrl-C) writes no test file and asks nothing.
     """
-    settings = session.settings
-    states = sorted(session.states.values(), key=lambda s: (str(s.site.path), s.site.line))
+    session.decide()
+    mode = session.settings.mode
+    lines: list[str] = []
+    if interrupted and mode != "diff":
+        lines.append("kdassert: the run was interrupted; showing diffs, writing nothing")
+    elif mode == "apply":
+        lines += _apply(session.changeset)
+    elif mode == "review":
+        lines += _review(session.changeset, ask, write)
+    report = session.settings.report
+    if report:
+        states = session.sorted_states()
+        records = [site_record(s, session.changeset.display_name(s.site.path)) for s in states]
+        write_report(report, records, dataclasses.asdict(session.settings),
+                     session.suggest_seconds)
+        lines.append(f"kdassert: report written to {report}")
+    return lines
+
+
+def _apply(changeset) -> list[str]:
+    lines = []
+    for path in sorted(changeset.changes):
+        result = changeset.render(path)
+        if result.problem is None:
+            result = changeset.write(result)
+        lines.append(_written_line(changeset, path, result))
+    return lines
+
+
+def _review(changeset, ask, write) -> list[str]:
+    pending = [c for path in sorted(changeset.changes) for c in changeset.changes[path]]
+    accepted = review_changes(pending, changeset, ask, write)
+    by_file: dict = {}
+    for change in accepted:
+        by_file.setdefault(change.path, []).append(change)
+    lines = [_written_line(changeset, path, changeset.write(changeset.render(path, changes)))
+             for path, changes in by_file.items()]
+    lines.append(f"kdassert: accepted {len(accepted)} of {len(pending)} suggestion(s)")
+    return lines
+
+
+def _written_line(changeset, path, result) -> str:
+    name = changeset.display_name(path)
+    if result.problem is not None:
+        return f"kdassert: skipped {name}: {result.problem}"
+    return f"kdassert: wrote {result.count} assertion(s) to {name}"
+
+
+def show(session, reporter, lines: list[str], interrupted: bool) -> None:
+    """The ``kdassert suggestions`` section of the terminal summary."""
     reporter.section("kdassert suggestions")
     for message in session.messages:
         reporter.write_line(message)
+    states = session.sorted_states()
     _describe_sites(states, reporter)
     if session.suggest_seconds is not None:
         candidates = sum(len(s.candidates) for s in states)
         reporter.write_line(f"kdassert: {candidates} candidate(s) generated in "
                             f"{session.suggest_seconds:.1f} s (model load included)")
-    for state in states:
-        if state.chosen is not None:
-            site = state.site
-            session.changeset.add(Change(site.path, site.qualname, site.line, site.mode,
-                                         state.chosen.text, site.nodeids[0]))
-    if interrupted and settings.mode != "diff":
-        reporter.write_line("kdassert: the run was interrupted; showing diffs, writing nothing")
-        _diff_or_apply(session, reporter, write=False)
-    elif settings.mode == "review":
-        _review(session, reporter)
-    else:
-        _diff_or_apply(session, reporter, write=settings.mode == "apply")
-    if settings.report:
-        records = [site_record(s, session.changeset.display_name(s.site.path)) for s in states]
-        write_report(settings.report, records, dataclasses.asdict(settings),
-                     session.suggest_seconds)
-        reporter.write_line(f"kdassert: report written to {settings.report}")
+    for line in lines:
+        skipped = line.startswith("kdassert: skipped")
+        reporter.write_line(line, yellow=skipped, green=line.startswith("kdassert: wrote"))
+    if session.settings.mode == "diff" or interrupted:
+        _show_diffs(session.changeset, reporter)
+
+
+def _show_diffs(changeset, reporter) -> None:
+    for path in sorted(changeset.changes):
+        result = changeset.render(path)
+        if result.problem is not None:
+            reporter.write_line(f"kdassert: skipped {changeset.display_name(path)}: "
+                                f"{result.problem}", yellow=True)
+        else:
+            reporter.write(result.diff)
+    if changeset.changes:
+        reporter.write_line("kdassert: nothing was written; use --suggest-asserts=apply or "
+                            "=review to change the files")
 
 
 def _describe_sites(states, reporter) -> None:
@@ -58,59 +110,25 @@ def _describe_sites(states, reporter) -> None:
     verbose = reporter.verbosity > 0
     for state in states:
         name = state.site.nodeids[0]
-        if state.status == "test-failed" and ran_mid_test(state):
+        if state.status == Status.TEST_FAILED and state.ran_mid_test():
             reporter.write_line(f"  {name}: the test failed after kdassert ran candidates at line "
                                 f"{state.site.line}, no suggestion; a candidate with a side effect "
                                 f"can cause that: check with -p no:kdassert", red=True)
-        elif state.status == "test-failed":
+        elif state.status == Status.TEST_FAILED:
             reporter.write_line(f"  {name}: the test fails on its own, no suggestion", red=True)
-        elif state.status != "suggested":
-            reporter.write_line(f"  {name}: {state.status.replace('-', ' ')}")
+        elif state.status != Status.SUGGESTED:
+            reporter.write_line(f"  {name}: {state.status.value.replace('-', ' ')}")
         if verbose:
-            focal = state.focal_name or "(none found)"
-            reporter.write_line(f"  {name} line {state.site.line}, focal {focal}:")
-            for check in state.candidates:
-                mark = "*" if check is state.chosen else " "
-                score = "" if check.score is None else f" [{check.score:.3f}]"
-                detail = f" ({check.detail})" if check.detail else ""
-                if check.grounded_from is not None:
-                    detail += f" (grounded from: {check.grounded_from})"
-                reporter.write_line(f"   {mark} {check.outcome:<13} {check.text}{score}{detail}")
+            _describe_candidates(state, name, reporter)
 
 
-def _diff_or_apply(session, reporter, write: bool) -> None:
-    changeset = session.changeset
-    for path in sorted(changeset.changes):
-        result = changeset.render(path)
-        name = changeset.display_name(path)
-        if result.problem is None and write:
-            result = changeset.write(result)
-        if result.problem is not None:
-            reporter.write_line(f"kdassert: skipped {name}: {result.problem}", yellow=True)
-        elif write:
-            reporter.write_line(f"kdassert: wrote {result.count} assertion(s) to {name}", green=True)
-        else:
-            reporter.write(result.diff)
-    if changeset.changes and not write:
-        reporter.write_line("kdassert: nothing was written; use --suggest-asserts=apply or "
-                            "=review to change the files")
-
-
-def _review(session, reporter) -> None:
-    changeset = session.changeset
-    capman = session.config.pluginmanager.get_plugin("capturemanager")
-    if capman is not None:
-        capman.suspend_global_capture(in_=True)
-    pending = [c for path in sorted(changeset.changes) for c in changeset.changes[path]]
-    accepted = review_changes(pending, changeset, input, reporter.write)
-    by_file: dict = {}
-    for change in accepted:
-        by_file.setdefault(change.path, []).append(change)
-    for path, changes in by_file.items():
-        result = changeset.write(changeset.render(path, changes))
-        name = changeset.display_name(path)
-        if result.problem is not None:
-            reporter.write_line(f"kdassert: skipped {name}: {result.problem}", yellow=True)
-        else:
-            reporter.write_line(f"kdassert: wrote {result.count} assertion(s) to {name}", green=True)
-    reporter.write_line(f"kdassert: accepted {len(accepted)} of {len(pending)} suggestion(s)")
+def _describe_candidates(state, name, reporter) -> None:
+    focal = state.focal_name or "(none found)"
+    reporter.write_line(f"  {name} line {state.site.line}, focal {focal}:")
+    for check in state.candidates:
+        mark = "*" if check is state.chosen else " "
+        score = "" if check.score is None else f" [{check.score:.3f}]"
+        detail = f" ({check.detail})" if check.detail else ""
+        if check.grounded_from is not None:
+            detail += f" (grounded from: {check.grounded_from})"
+        reporter.write_line(f"   {mark} {check.outcome:<13} {check.text}{score}{detail}")

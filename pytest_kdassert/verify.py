@@ -21,26 +21,12 @@ from pytest_kdassert.core.assertions import (
     normalize_assertion,
 )
 from pytest_kdassert.grounding import ground, needs_pytest_import
-
-PASSED = "passed"
-FAILED = "failed"  # raised AssertionError
-ERROR = "error"  # raised anything else
-SYNTAX = "syntax"  # does not parse as one statement
-NOT_ASSERTION = "not-assertion"
-TRIVIAL = "trivial"  # asserts a constant: proves nothing
-NOT_REACHED = "not-reached"  # the site never executed (test skipped, failed before it, ...)
-UNVERIFIED = "unverified"  # --kdassert-no-verify
-UNSTABLE = "unstable"  # grounded value differed between runs of the site
-
-MODEL = "model"  # origin: the model's text as-is
-GROUNDED = "grounded"  # origin: the model's text with the observed value filled in
-TEMPLATE = "template"  # origin: ``assert <variable> == 0`` over a variable the test assigned
-OBSERVED = "observed"  # origin: a template with the observed value filled in
+from pytest_kdassert.outcomes import Origin, Outcome
 
 
 @dataclass
 class CheckResult:
-    outcome: str
+    outcome: Outcome
     detail: str = ""
 
 
@@ -51,10 +37,10 @@ class CandidateCheck:
     text: str
     score: float | None
     rank: int
-    outcome: str = NOT_REACHED
+    outcome: Outcome = Outcome.NOT_REACHED
     detail: str = ""
     runs: int = field(default=0, repr=False)
-    origin: str = MODEL
+    origin: Origin = Origin.MODEL
     """``model`` (as generated), ``grounded`` (value filled in from the run), ``template``
     (a variable of the test, see :mod:`.templates`) or ``observed`` (a grounded template)."""
     grounded_from: str | None = None
@@ -63,7 +49,7 @@ class CandidateCheck:
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
         self.runs += 1
-        if self.outcome in (FAILED, ERROR):
+        if self.outcome in (Outcome.FAILED, Outcome.ERROR):
             return
         self.outcome, self.detail = result.outcome, result.detail
 
@@ -83,12 +69,12 @@ class Verifier:
         """``(normalised text, None)`` for a checkable assertion, else ``(None, why not)``."""
         normalized = normalize_assertion(text)
         if normalized is None:
-            return None, CheckResult(SYNTAX, "does not parse as one statement")
+            return None, CheckResult(Outcome.SYNTAX, "does not parse as one statement")
         stmt = ast.parse(normalized).body[0]
         if assertion_kind(stmt) is None or is_placeholder_assert(stmt):
-            return None, CheckResult(NOT_ASSERTION, "not an assertion")
+            return None, CheckResult(Outcome.NOT_ASSERTION, "not an assertion")
         if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Constant):
-            return None, CheckResult(TRIVIAL, "asserts a constant")
+            return None, CheckResult(Outcome.TRIVIAL, "asserts a constant")
         return normalized, None
 
     def check(self, candidate: str, frame_globals: dict, frame_locals: dict) -> CheckResult:
@@ -103,10 +89,10 @@ class Verifier:
         except KeyboardInterrupt:
             raise
         except AssertionError as exc:
-            return CheckResult(FAILED, _describe(exc))
+            return CheckResult(Outcome.FAILED, _describe(exc))
         except BaseException as exc:  # noqa: BLE001 - pytest.fail, SystemExit, anything
-            return CheckResult(ERROR, f"{type(exc).__name__}: {_describe(exc)}")
-        return CheckResult(PASSED)
+            return CheckResult(Outcome.ERROR, f"{type(exc).__name__}: {_describe(exc)}")
+        return CheckResult(Outcome.PASSED)
 
     def ground(self, candidate: str, frame_globals: dict, frame_locals: dict) -> str | None:
         """``candidate`` with its expected value observed in the frame, or None.

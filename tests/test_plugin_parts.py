@@ -11,9 +11,10 @@ import pytest
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.discovery import FunctionInfo, find_sites
 from pytest_kdassert.focal import resolve_focal
+from pytest_kdassert.outcomes import Outcome
 from pytest_kdassert.review import review_changes
 from pytest_kdassert.rewrite import apply_edits
-from pytest_kdassert.verify import ERROR, FAILED, PASSED, SYNTAX, TRIVIAL, FrameTrap, Verifier
+from pytest_kdassert.verify import FrameTrap, Verifier
 
 
 def _src(text: str) -> str:
@@ -172,8 +173,8 @@ def helper_in_test_file():
 # -- verification -----------------------------------------------------------------------
 def test_screen_rejects_garbage_and_constants():
     verifier = Verifier()
-    assert verifier.screen("assert x ==")[1].outcome == SYNTAX
-    assert verifier.screen("assert True")[1].outcome == TRIVIAL
+    assert verifier.screen("assert x ==")[1].outcome == Outcome.SYNTAX
+    assert verifier.screen("assert True")[1].outcome == Outcome.TRIVIAL
     assert verifier.screen("x = 1")[1].outcome == "not-assertion"
     assert verifier.screen("assert ...")[1].outcome == "not-assertion"
     assert verifier.screen("assert  x==1") == ("assert x == 1", None)
@@ -182,11 +183,11 @@ def test_screen_rejects_garbage_and_constants():
 def test_check_uses_the_frame_namespace_and_never_mutates_it():
     verifier = Verifier()
     frame_locals = {"items": [1, 2], "n": 1}
-    assert verifier.check("assert all(i >= n for i in items)", {}, frame_locals).outcome == PASSED
-    assert verifier.check("assert len(items) == 3", {}, frame_locals).outcome == FAILED
+    assert verifier.check("assert all(i >= n for i in items)", {}, frame_locals).outcome == Outcome.PASSED
+    assert verifier.check("assert len(items) == 3", {}, frame_locals).outcome == Outcome.FAILED
     result = verifier.check("assert missing == 1", {}, frame_locals)
-    assert result.outcome == ERROR and result.detail.startswith("NameError")
-    assert verifier.check("assert (z := 5)", {}, frame_locals).outcome == PASSED
+    assert result.outcome == Outcome.ERROR and result.detail.startswith("NameError")
+    assert verifier.check("assert (z := 5)", {}, frame_locals).outcome == Outcome.PASSED
     assert "z" not in frame_locals
 
 

@@ -1,0 +1,56 @@
+"""The words a run uses for candidates and sites, defined once.
+
+They are ``str`` enums, so they compare equal to their values and serialise as them: the JSON
+report and the benchmarks that read it see the same plain strings as before.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class _Word(str, enum.Enum):
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Outcome(_Word):
+    """What verification made of one candidate."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # raised AssertionError
+    ERROR = "error"  # raised anything else
+    SYNTAX = "syntax"  # does not parse as one statement
+    NOT_ASSERTION = "not-assertion"
+    TRIVIAL = "trivial"  # asserts a constant: proves nothing
+    NOT_REACHED = "not-reached"  # the site never executed (test skipped, failed before it, ...)
+    UNVERIFIED = "unverified"  # --kdassert-no-verify
+    UNSTABLE = "unstable"  # grounded value differed between runs of the site
+
+
+class Origin(_Word):
+    """Where a candidate came from."""
+
+    MODEL = "model"  # the model's text as-is
+    GROUNDED = "grounded"  # the model's text with the observed value filled in
+    TEMPLATE = "template"  # ``assert <variable> == 0`` over a variable the test assigned
+    OBSERVED = "observed"  # a template with the observed value filled in
+
+
+ORIGIN_WORDS = {Origin.MODEL: "model text", Origin.GROUNDED: "model text + observed value",
+                Origin.TEMPLATE: "variable template", Origin.OBSERVED: "variable + observed value"}
+"""How the one-line summary names each origin."""
+
+
+class Status(_Word):
+    """What became of a site."""
+
+    PENDING = "pending"
+    SUGGESTED = "suggested"
+    TEST_FAILED = "test-failed"
+    NO_CANDIDATES = "no-candidates"
+    NOT_RUN = "not-run"
+    NO_VERIFIED_CANDIDATE = "no-verified-candidate"

@@ -1,0 +1,109 @@
+"""The end-of-run decision on plain objects: ranking, unstable values, statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_kdassert.discovery import APPEND_MODE, PLACEHOLDER_MODE, Site
+from pytest_kdassert.outcomes import Origin, Outcome, Status
+from pytest_kdassert.sites import SiteState, decide, drop_unstable, rank_key
+from pytest_kdassert.verify import CandidateCheck
+
+
+def _state(*checks: CandidateCheck, mode: str = PLACEHOLDER_MODE) -> SiteState:
+    site = Site(Path("t.py"), "test_a", 3, mode, "def test_a():\n    <AssertPlaceHolder>",
+                nodeids=["t.py::test_a"])
+    state = SiteState(site, candidates=list(checks))
+    state.screened = {i: c.text for i, c in enumerate(checks) if c.outcome != Outcome.SYNTAX}
+    return state
+
+
+def _check(text, score, rank, outcome=Outcome.PASSED, origin=Origin.MODEL):
+    return CandidateCheck(text, score, rank, outcome=outcome, origin=origin)
+
+
+def test_decide_takes_the_best_scored_candidate_that_passed():
+    state = _state(_check("assert x == 1", -0.1, 0, Outcome.FAILED),
+                   _check("assert x == 2", -0.5, 1),
+                   _check("assert x == 3", -0.3, 2))
+    decide(state)
+    assert state.status == Status.SUGGESTED
+    assert state.chosen.text == "assert x == 3"
+
+
+def test_decide_statuses_when_nothing_is_usable():
+    failing = _state(_check("assert x == 1", -0.1, 0, Outcome.FAILED))
+    decide(failing)
+    assert (failing.status, failing.chosen) == (Status.NO_VERIFIED_CANDIDATE, None)
+    unreached = _state(_check("assert x == 1", -0.1, 0, Outcome.NOT_REACHED))
+    decide(unreached)
+    assert unreached.status == Status.NOT_RUN
+    empty = _state()
+    decide(empty)
+    assert empty.status == Status.NO_CANDIDATES
+    broken = _state(_check("assert x == 1", -0.1, 0))
+    broken.failed_nodeids.append("t.py::test_a")
+    decide(broken)
+    assert (broken.status, broken.chosen) == (Status.TEST_FAILED, None)
+
+
+def test_unverified_mode_uses_unverified_candidates():
+    state = _state(_check("assert x == 1", -0.1, 0, Outcome.UNVERIFIED))
+    decide(state, verified=False)
+    assert state.chosen.text == "assert x == 1"
+    decide(state, verified=True)
+    assert state.chosen is None
+
+
+def test_rank_key_puts_unscored_templates_after_model_candidates_and_model_text_first():
+    model = _check("assert y == 2", None, 0)
+    template = _check("assert x == 1", None, 0, origin=Origin.TEMPLATE)
+    assert rank_key(model, set()) < rank_key(template, set())
+    grounded = _check("assert y == 2", -0.2, 0, origin=Origin.GROUNDED)
+    same_model = _check("assert y == 2", -0.2, 0)
+    assert rank_key(same_model, set()) < rank_key(grounded, set())
+
+
+def test_drop_unstable_marks_values_that_differ_between_runs():
+    model = _check("assert x == 0", -0.1, 0, Outcome.FAILED)
+    grounded = _check("assert x == 5", -0.1, 0, origin=Origin.GROUNDED)
+    state = _state(model, grounded)
+    state.grounded_sources = {1: {0}}
+    state.ground_seen = {0: {"assert x == 5", "assert x == 6"}}
+    drop_unstable(state)
+    assert grounded.outcome == Outcome.UNSTABLE
+    assert grounded.detail == "the value differs between runs"
+
+
+def test_drop_unstable_keeps_a_value_seen_the_same_in_every_run():
+    grounded = _check("assert x == 5", -0.1, 0, origin=Origin.GROUNDED)
+    state = _state(_check("assert x == 0", -0.1, 0, Outcome.FAILED), grounded)
+    state.grounded_sources = {1: {0}}
+    state.ground_seen = {0: {"assert x == 5"}}
+    drop_unstable(state)
+    assert grounded.outcome == Outcome.PASSED
+
+
+def test_a_failed_rerun_voids_grounded_values():
+    grounded = _check("assert x == 5", -0.1, 0, origin=Origin.GROUNDED)
+    state = _state(_check("assert x == 0", -0.1, 0, Outcome.FAILED), grounded)
+    state.grounded_sources = {1: {0}}
+    state.ground_seen = {0: {"assert x == 5"}}
+    state.rerun_failed = True
+    decide(state)
+    assert grounded.outcome == Outcome.UNSTABLE and state.chosen is None
+
+
+def test_ran_mid_test_only_for_placeholders_whose_candidates_ran():
+    ran = _check("assert x == 1", -0.1, 0)
+    ran.runs = 1
+    assert _state(ran).ran_mid_test()
+    assert not _state(ran, mode=APPEND_MODE).ran_mid_test()
+    assert not _state(_check("assert x == 1", -0.1, 0)).ran_mid_test()
+
+
+def test_outcomes_serialise_as_plain_words():
+    import json
+
+    assert json.dumps({"o": Outcome.NOT_REACHED}) == '{"o": "not-reached"}'
+    assert f"{Outcome.PASSED:<8}|" == "passed  |"
