@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind, is_placeholder_assert
+from pytest_kdassert.core.assertions import (
+    PLACEHOLDER,
+    assertion_kind,
+    dotted_name,
+    is_placeholder_assert,
+)
 from pytest_kdassert.core.source import dedent_lines, first_line, flatten_statements, mask_statement
 
 PLACEHOLDER_MODE = "placeholder"
@@ -73,18 +80,86 @@ def find_function(tree: ast.Module, lineno: int, name: str) -> tuple[ast.AST, st
     return None
 
 
-def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False) -> list[Site]:
-    """The sites of one test function: its placeholders, else its end if it asserts nothing."""
+def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False,
+               helper_asserts: Callable[[ast.Call], bool] = lambda call: False) -> list[Site]:
+    """The sites of one test function: its placeholders, else its end if it checks nothing.
+
+    A test checks something when it asserts, expects an exception or warning
+    (``pytest.raises``, ``self.assertRaises``, ...), fails explicitly, or calls a helper that
+    asserts (``helper_asserts`` decides, since only the caller can resolve the name).
+    """
     node = info.node
     statements = flatten_statements(node.body)
     placeholders = [s for s in statements if is_placeholder_assert(s)]
     if placeholders:
         return [_site(info, path, s, PLACEHOLDER_MODE) for s in placeholders]
-    if any(assertion_kind(s) is not None for s in statements) and not all_tests:
+    if not all_tests and checks_something(statements, helper_asserts):
         return []
     if _is_trivial(node):
         return []
     return [_site(info, path, node.body[-1], APPEND_MODE)]
+
+
+EXPECTING = frozenset({"raises", "warns", "deprecated_call", "fail", "assertRaises",
+                       "assertRaisesRegex", "assertWarns", "assertWarnsRegex", "assertLogs",
+                       "assertNoLogs"})
+"""Calls that check by expecting: an exception, a warning, a log record, or a failure."""
+
+
+def checks_something(statements: list[ast.stmt],
+                     helper_asserts: Callable[[ast.Call], bool]) -> bool:
+    """True when the statements assert, expect (:data:`EXPECTING`) or call an asserting helper."""
+    for stmt in statements:
+        if assertion_kind(stmt) is not None:
+            return True
+        for call in _own_calls(stmt):
+            name = dotted_name(call.func) or ""
+            if name.rsplit(".", 1)[-1] in EXPECTING and "." in name:
+                return True
+            if helper_asserts(call):
+                return True
+    return False
+
+
+def _own_calls(stmt: ast.stmt) -> list[ast.Call]:
+    """Calls a statement makes itself (a compound's header, not its nested body)."""
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        roots = [item.context_expr for item in stmt.items]
+    elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+        roots = [stmt.iter]
+    elif isinstance(stmt, (ast.While, ast.If)):
+        roots = [stmt.test]
+    elif isinstance(stmt, ast.Match):
+        roots = [stmt.subject]
+    else:
+        roots = [stmt]
+    return [n for root in roots for n in ast.walk(root) if isinstance(n, ast.Call)]
+
+
+def body_asserts(func) -> bool:
+    """True when a function's own body checks something (asserts, expects, fails).
+
+    For helpers a test calls (``self._check_output(...)``, ``check_results(...)``): such a
+    test checks through them and wants no suggestion. Unreadable sources count as no.
+    """
+    try:
+        source = inspect.getsource(inspect.unwrap(func))
+        tree = ast.parse(textwrap.dedent(source))
+    except (OSError, TypeError, ValueError, SyntaxError, RecursionError):
+        return False
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if not defs:
+        return False
+    statements = flatten_statements(defs[0].body)
+    return any(_raises_assertion_error(s) for s in statements) \
+        or checks_something(statements, lambda call: False)
+
+
+def _raises_assertion_error(stmt: ast.stmt) -> bool:
+    if not isinstance(stmt, ast.Raise) or stmt.exc is None:
+        return False
+    exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+    return (dotted_name(exc) or "").rsplit(".", 1)[-1] in ("AssertionError", "failureException")
 
 
 def _is_trivial(node) -> bool:

@@ -102,7 +102,7 @@ class RuntimeSymbols:
     def _definition(self, obj) -> Definition | None:
         if not (inspect.isfunction(obj) or inspect.isclass(obj)) or _is_library(obj):
             return None
-        if _in_test_file(obj):
+        if in_test_file(obj):
             return None
         found = _locate(obj)
         if found is None:
@@ -153,7 +153,14 @@ def _is_library(obj) -> bool:
     return "site-packages" in path or path.startswith(stdlib)
 
 
-def _in_test_file(obj) -> bool:
+TEST_DIRS = frozenset({"test", "tests", "testing"})
+
+
+def in_test_file(obj) -> bool:
+    """Defined in a test module, a conftest or a test package: test code, not code under test."""
     module = getattr(obj, "__module__", "") or ""
-    leaf = module.rsplit(".", 1)[-1]
-    return leaf.startswith("test_") or leaf.endswith("_test") or leaf == "conftest"
+    parts = module.split(".")
+    leaf = parts[-1]
+    if leaf.startswith("test_") or leaf.endswith("_test") or leaf == "conftest":
+        return True
+    return any(part in TEST_DIRS for part in parts[:-1])

@@ -42,7 +42,7 @@ class KdassertHooks:
                 func = getattr(item.obj, "__func__", item.obj)
                 namespace = getattr(func, "__globals__", None) or vars(item.module)
                 self.session.discover(item.nodeid, item.path, item.obj, namespace,
-                                      _is_unittest(item))
+                                      getattr(item, "cls", None))
 
     def pytest_collection_finish(self, session) -> None:
         if self._collect_only or not self.session.states:

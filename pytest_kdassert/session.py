@@ -9,16 +9,25 @@ pytest hooks that drive it are in :mod:`pytest_kdassert.hooks`.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
 import time
+import unittest
 from collections.abc import Callable
 from pathlib import Path
 
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.errors import KdassertError
-from pytest_kdassert.discovery import APPEND_MODE, code_of_test, find_sites, function_info
-from pytest_kdassert.focal import resolve_focal
+from pytest_kdassert.discovery import (
+    APPEND_MODE,
+    body_asserts,
+    code_of_test,
+    find_sites,
+    function_info,
+)
+from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_names
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.sites import SiteState, decide
@@ -52,7 +61,7 @@ class SuggestSession:
 
     # -- collection ---------------------------------------------------------------------
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
-                 is_unittest: bool) -> None:
+                 test_class: type | None = None) -> None:
         """Find the sites of one collected test (parametrized instances share them)."""
         code = code_of_test(test_obj)
         if code is None or Path(code.co_filename) != Path(path):
@@ -62,14 +71,15 @@ class SuggestSession:
         if info is None:
             return
         states = []
-        for site in find_sites(info, Path(path), self.settings.all_tests):
+        helpers = HelperLookup(namespace, test_class)
+        for site in find_sites(info, Path(path), self.settings.all_tests, helpers.asserts):
             state = self.states.get(site.key)
             if state is None:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, namespace)
                 if self.settings.ground and self.settings.templates:
                     state.templates = template_candidates(
-                        assigned_names(info.node, state.before_line), is_unittest)
+                        assigned_names(info.node, state.before_line), _is_unittest(test_class))
             state.site.nodeids.append(nodeid)
             states.append(state)
         if states:
@@ -234,3 +244,40 @@ class SuggestSession:
     def sorted_states(self) -> list[SiteState]:
         """Sites in file order."""
         return sorted(self.states.values(), key=lambda s: (str(s.site.path), s.site.line))
+
+
+class HelperLookup:
+    """Does a call in a test go to a test helper that asserts? (Then the test checks.)
+
+    Helpers are functions of test modules and conftests (``check_results(...)``) and methods
+    of the test's class (``self._check_output(...)``); project code that happens to assert
+    internally does not count.
+    """
+
+    def __init__(self, namespace: dict, test_class: type | None):
+        self.namespace = namespace
+        self.test_class = test_class
+        self._known: dict[int, bool] = {}
+
+    def asserts(self, call: ast.Call) -> bool:
+        func = self._callee(call.func)
+        if not inspect.isfunction(func):
+            return False
+        if id(func) not in self._known:
+            self._known[id(func)] = body_asserts(func)
+        return self._known[id(func)]
+
+    def _callee(self, expr: ast.expr):
+        if isinstance(expr, ast.Name):
+            obj = self.namespace.get(expr.id)
+            return obj if inspect.isfunction(obj) and in_test_file(obj) else None
+        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) \
+                and expr.value.id == "self" and self.test_class is not None:
+            obj = inspect.getattr_static(self.test_class, expr.attr, None)
+            obj = getattr(obj, "__func__", obj)
+            return obj if inspect.isfunction(obj) else None
+        return None
+
+
+def _is_unittest(test_class: type | None) -> bool:
+    return isinstance(test_class, type) and issubclass(test_class, unittest.TestCase)
