@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 import unittest
+from pathlib import Path
 
 import pytest
 
+from pytest_kdassert.cache import CachedSuggester, model_fingerprint
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.session import SuggestSession
@@ -47,7 +49,12 @@ class KdassertHooks:
     def pytest_collection_finish(self, session) -> None:
         if self._collect_only or not self.session.states:
             return
-        self.session.generate(self._suggester())
+        suggester = self._suggester()
+        self.session.generate(suggester)
+        if isinstance(suggester, CachedSuggester) and suggester.hits:
+            self.session.messages.append(
+                f"kdassert: {suggester.hits} of {suggester.hits + suggester.misses} model "
+                "result(s) came from pytest's cache (--cache-clear regenerates them)")
 
     def _suggester(self):
         stub = self.config.hook.pytest_kdassert_suggester(config=self.config)
@@ -55,11 +62,15 @@ class KdassertHooks:
             return stub
         settings = self.session.settings
         try:
-            return ModelSuggester(settings.model, settings.num_beams, settings.batch_size,
-                                  settings.threads)
+            model = ModelSuggester(settings.model, settings.num_beams, settings.batch_size,
+                                   settings.threads)
         except KdassertError as exc:
             self.session.notice(f"kdassert: no suggestions: {exc}")
             return None
+        cache = getattr(self.config, "cache", None)  # None under -p no:cacheprovider
+        if cache is None or not Path(model.path).is_dir():
+            return model
+        return CachedSuggester(model, model_fingerprint(model.path, settings.num_beams), cache)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
