@@ -241,6 +241,8 @@ def render(site: GroundingSite, value, literal: str) -> str:
     if site.style == "unittest":
         if value is None:
             return f"self.assertIsNone({site.expr})"
+        if isinstance(value, bool):
+            return f"self.assertIs({site.expr}, {literal})"
         if literal.startswith("pytest.approx(") and isinstance(value, float):
             return f"self.assertAlmostEqual({site.expr}, {literal[len('pytest.approx('):-1]})"
         return f"self.assertEqual({site.expr}, {literal})"
@@ -258,6 +260,8 @@ def needs_pytest_import(text: str) -> bool:
 
 FOCAL_BONUS = 1.0
 """Added to the model's mean log-probability when the assertion checks the focal call's result."""
+INPUT_PENALTY = 0.5
+"""Subtracted when the assertion checks only what went into the focal call, not what came out."""
 WEAK_PENALTY = 1.0
 """Subtracted for assertions that say little: ``is not None``, ``isinstance``, bare truthiness."""
 
@@ -295,11 +299,14 @@ def mentions_any(text: str, names: set[str]) -> bool:
     return False
 
 
-def rank_score(text: str, model_score: float, focal_names: set[str]) -> float:
+def rank_score(text: str, model_score: float, focal_names: set[str],
+               input_names: frozenset[str] = frozenset()) -> float:
     """Model score plus the documented heuristics; higher is better."""
     score = model_score
     if focal_names and mentions_any(text, focal_names):
         score += FOCAL_BONUS
+    elif input_names and mentions_any(text, set(input_names)):
+        score -= INPUT_PENALTY
     if is_weak(text):
         score -= WEAK_PENALTY
     return score
@@ -323,4 +330,23 @@ def focal_names(test_node: ast.AST, focal_name: str | None, before_line: int = 0
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
             names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def focal_inputs(test_node: ast.AST, focal_name: str | None, before_line: int = 0) -> set[str]:
+    """Names passed to the focal call before the site: its inputs, not its result.
+
+    ``out = render(data)`` with focal ``render`` gives ``{"data"}``.
+    """
+    if not focal_name:
+        return set()
+    names = set()
+    for node in ast.walk(test_node):
+        if not isinstance(node, ast.Call) or dotted_name(node.func) != focal_name:
+            continue
+        if before_line and node.lineno >= before_line:
+            continue
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if isinstance(arg, ast.Name):
+                names.add(arg.id)
     return names

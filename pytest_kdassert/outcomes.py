@@ -29,6 +29,7 @@ class Outcome(_Word):
     NOT_REACHED = "not-reached"  # the site never executed (test skipped, failed before it, ...)
     UNVERIFIED = "unverified"  # --kdassert-no-verify
     UNSTABLE = "unstable"  # grounded value differed between runs of the site
+    REDUNDANT = "redundant"  # the test already asserts it, or it restates a literal the test set
 
 
 class Origin(_Word):

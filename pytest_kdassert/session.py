@@ -19,7 +19,9 @@ from pathlib import Path
 
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
+from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.errors import KdassertError
+from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.discovery import (
     APPEND_MODE,
     body_asserts,
@@ -28,9 +30,9 @@ from pytest_kdassert.discovery import (
     function_info,
 )
 from pytest_kdassert.focal import in_test_file, resolve_focal
-from pytest_kdassert.grounding import focal_names
+from pytest_kdassert.grounding import focal_inputs, focal_names
 from pytest_kdassert.outcomes import Origin, Outcome
-from pytest_kdassert.sites import SiteState, decide
+from pytest_kdassert.sites import SiteState, decide, literal_bindings, why_redundant
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
 from pytest_kdassert.templates import assigned_names, template_candidates
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
@@ -86,10 +88,15 @@ class SuggestSession:
             self.by_test[nodeid] = (code, states)
 
     def _find_focal(self, state: SiteState, node, namespace: dict) -> None:
+        statements = flatten_statements(node.body)
+        state.existing = frozenset(existing_assertions(statements))
+        state.literal_bindings = literal_bindings(statements, state.before_line)
         focal = resolve_focal(node, state.before_line, namespace)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
             state.focal_names = focal_names(node, focal.name, state.before_line)
+            state.input_names = frozenset(
+                focal_inputs(node, focal.name, state.before_line) - state.focal_names)
 
     # -- generation ---------------------------------------------------------------------
     def generate(self, suggester) -> None:
@@ -142,8 +149,12 @@ class SuggestSession:
             index = len(state.candidates)
             check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin)
             normalized, problem = self.verifier.screen(candidate.text)
+            redundant = normalized and why_redundant(normalized, state.existing,
+                                                     state.literal_bindings)
             if problem is not None:
                 check.outcome, check.detail = problem.outcome, problem.detail
+            elif redundant:
+                check.text, check.outcome, check.detail = normalized, Outcome.REDUNDANT, redundant
             else:
                 check.text = normalized
                 state.screened[index] = normalized
@@ -223,6 +234,11 @@ class SuggestSession:
         origin = Origin.OBSERVED if model.origin == Origin.TEMPLATE else Origin.GROUNDED
         check = CandidateCheck(text, model.score, model.rank, origin=origin,
                                grounded_from=model.text)
+        redundant = why_redundant(text, state.existing, state.literal_bindings)
+        if redundant:
+            check.outcome, check.detail = Outcome.REDUNDANT, redundant
+            state.candidates.append(check)
+            return
         check.record(self.verifier.check(text, frame.f_globals, frame.f_locals))
         state.candidates.append(check)
         index = len(state.candidates) - 1
@@ -281,3 +297,9 @@ class HelperLookup:
 
 def _is_unittest(test_class: type | None) -> bool:
     return isinstance(test_class, type) and issubclass(test_class, unittest.TestCase)
+
+
+def existing_assertions(statements: list[ast.stmt]) -> list[str]:
+    """The assertions a test already makes, in normal form (placeholders excluded)."""
+    return [ast.unparse(s) for s in statements
+            if assertion_kind(s) is not None and not is_placeholder_assert(s)]

@@ -7,6 +7,7 @@ picks the suggestion. Both are plain objects with unit tests of their own.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 from pytest_kdassert.discovery import APPEND_MODE, Site
@@ -37,6 +38,12 @@ class SiteState:
     """Model candidate index -> every grounded text (or None) its evaluations produced."""
     grounded_sources: dict[int, set[int]] = field(default_factory=dict)
     """Grounded candidate index -> the model candidates that grounded to it."""
+    input_names: frozenset[str] = frozenset()
+    """Names passed into the focal call: checking only them says little (ranking penalty)."""
+    existing: frozenset[str] = frozenset()
+    """The assertions the test already makes (normalised): never suggested again."""
+    literal_bindings: dict[str, str] = field(default_factory=dict)
+    """Name -> literal source, for names whose last binding before the site is a literal."""
     rerun_failed: bool = False
     """The flakiness re-run of one of the site's tests raised: its grounded values are void."""
     chosen: CandidateCheck | None = None
@@ -70,8 +77,10 @@ def decide(state: SiteState, verified: bool = True) -> None:
     wanted = Outcome.PASSED if verified else Outcome.UNVERIFIED
     usable = [state.candidates[i] for i in state.screened
               if state.candidates[i].outcome == wanted]
+    usable = [c for c in usable if not _superseded(state, c)] or usable
     if usable:
-        state.chosen = min(usable, key=lambda c: rank_key(c, state.focal_names))
+        state.chosen = min(usable, key=lambda c: rank_key(c, state.focal_names,
+                                                           state.input_names))
         state.status = Status.SUGGESTED
     elif not state.candidates:
         state.status = Status.NO_CANDIDATES
@@ -82,14 +91,93 @@ def decide(state: SiteState, verified: bool = True) -> None:
         state.status = Status.NO_VERIFIED_CANDIDATE
 
 
-def rank_key(check: CandidateCheck, focal_names: set[str]) -> tuple:
+def _superseded(state: SiteState, check: CandidateCheck) -> bool:
+    """A passing text whose observed value reads differently: its grounded form says it better.
+
+    ``assert flag == 0`` passes for ``False``; grounding wrote ``assert flag is False``.
+    """
+    index = next(i for i, c in enumerate(state.candidates) if c is check)
+    seen = state.ground_seen.get(index, set())
+    return any(text is not None and text != check.text and any(
+        c.text == text and c.outcome == Outcome.PASSED for c in state.candidates)
+        for text in seen)
+
+
+def why_redundant(text: str, existing: frozenset[str],
+                  literal_bindings: dict[str, str]) -> str | None:
+    """Why an assertion would check nothing new here, or None.
+
+    It is already in the test, or it compares a name with the very literal the test bound it
+    to (``tup = ('a', 1)`` then ``assert tup == ('a', 1)``).
+    """
+    if text in existing:
+        return "the test already asserts this"
+    pair = _name_and_literal(text)
+    if pair is not None and literal_bindings.get(pair[0]) == pair[1]:
+        return f"restates the literal the test assigned to {pair[0]}"
+    return None
+
+
+def _name_and_literal(text: str) -> tuple[str, str] | None:
+    """``(name, literal source)`` of ``assert name == lit`` / ``self.assertEqual(name, lit)``."""
+    try:
+        stmt = ast.parse(text).body[0]
+    except (SyntaxError, IndexError, ValueError, RecursionError):
+        return None
+    if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare) \
+            and len(stmt.test.ops) == 1 and isinstance(stmt.test.ops[0], (ast.Eq, ast.Is)):
+        left, right = stmt.test.left, stmt.test.comparators[0]
+    elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) \
+            and isinstance(stmt.value.func, ast.Attribute) \
+            and stmt.value.func.attr in ("assertEqual", "assertIs") and len(stmt.value.args) == 2:
+        left, right = stmt.value.args
+    else:
+        return None
+    if isinstance(right, ast.Name):
+        left, right = right, left
+    if not isinstance(left, ast.Name):
+        return None
+    try:
+        ast.literal_eval(right)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        return None
+    return left.id, ast.unparse(right)
+
+
+def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, str]:
+    """Names whose last binding before ``before_line`` is a plain literal, with its source."""
+    bound: dict[str, str | None] = {}
+    for stmt in statements:
+        if stmt.lineno >= before_line:
+            break
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else [])
+        for target in targets:
+            for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name)):
+                bound[name] = None
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+                and isinstance(stmt.targets[0], ast.Name) and _is_plain_literal(stmt.value):
+            bound[stmt.targets[0].id] = ast.unparse(stmt.value)
+    return {name: lit for name, lit in bound.items() if lit is not None}
+
+
+def _is_plain_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        return False
+    return True
+
+
+def rank_key(check: CandidateCheck, focal_names: set[str],
+             input_names: frozenset[str] = frozenset()) -> tuple:
     """Sort key, best first: :func:`~.grounding.rank_score` over the model's score (0 when
     the suggester gave none; templates it could not score rank last), then the model's rank,
     then the model's own text before derived ones."""
     base = check.score
     if base is None:
         base = UNSCORED_TEMPLATE if check.origin in (Origin.TEMPLATE, Origin.OBSERVED) else 0.0
-    score = rank_score(check.text, base, focal_names)
+    score = rank_score(check.text, base, focal_names, input_names)
     return (-score, check.rank, check.origin != Origin.MODEL)
 
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from pytest_kdassert.discovery import APPEND_MODE, PLACEHOLDER_MODE, Site
 from pytest_kdassert.outcomes import Origin, Outcome, Status
-from pytest_kdassert.sites import SiteState, decide, drop_unstable, rank_key
+from pytest_kdassert.sites import (
+    SiteState,
+    decide,
+    drop_unstable,
+    literal_bindings,
+    rank_key,
+    why_redundant,
+)
 from pytest_kdassert.verify import CandidateCheck
 
 
@@ -107,3 +114,38 @@ def test_outcomes_serialise_as_plain_words():
 
     assert json.dumps({"o": Outcome.NOT_REACHED}) == '{"o": "not-reached"}'
     assert f"{Outcome.PASSED:<8}|" == "passed  |"
+
+
+def test_why_redundant_catches_repeats_and_restated_literals():
+    import ast as _ast
+
+    statements = _ast.parse("tup = ('tuple', 1)\nn = f()\nm = 3\nm = g()\n").body
+    bindings = literal_bindings(statements, before_line=99)
+    assert bindings == {"tup": "('tuple', 1)"}
+    assert why_redundant("assert tup == ('tuple', 1)", frozenset(), bindings) \
+        == "restates the literal the test assigned to tup"
+    assert why_redundant("self.assertEqual(tup, ('tuple', 1))", frozenset(), bindings)
+    assert why_redundant("assert m == 3", frozenset(), bindings) is None  # rebound from g()
+    assert why_redundant("assert n == 5", frozenset({"assert n == 5"}), bindings) \
+        == "the test already asserts this"
+    assert why_redundant("assert n == 6", frozenset({"assert n == 5"}), bindings) is None
+
+
+def test_a_grounded_form_that_reads_differently_wins():
+    model = _check("assert flag == 0", -0.1, 0)
+    grounded = _check("assert flag is False", -0.1, 0, origin=Origin.GROUNDED)
+    state = _state(model, grounded)
+    state.ground_seen = {0: {"assert flag is False"}}
+    state.grounded_sources = {1: {0}}
+    decide(state)
+    assert state.chosen is grounded
+
+
+def test_checking_only_the_inputs_ranks_below_checking_the_output():
+    on_input = _check("assert data == [1]", -0.2, 0)
+    on_output = _check("assert out == 'x'", -0.6, 1)
+    state = _state(on_input, on_output)
+    state.focal_names = {"render"}  # `out` not known as its result: only the penalty decides
+    state.input_names = frozenset({"data"})
+    decide(state)
+    assert state.chosen is on_output
