@@ -33,16 +33,17 @@ HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SI
 def signals_held():
     """Hold back :data:`HELD_SIGNALS` inside the block; deliver any that came when it ends.
 
-    A no-op outside the main thread. A signal that arrives is re-raised after the previous
-    handlers are back, so the default action (or the program's own handler) still happens,
-    only a moment later.
+    A no-op outside the main thread (and for a signal whose handler was installed outside
+    Python). A signal that arrives is re-raised after the previous handlers are back, so the
+    default action (or the program's own handler) still happens, only a moment later.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
+    # a handler installed outside Python reads as None and could not be put back: left alone
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in HELD_SIGNALS}
+                for sig in HELD_SIGNALS if signal.getsignal(sig) is not None}
     try:
         yield
     finally:
