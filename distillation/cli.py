@@ -15,13 +15,26 @@ from pytest_kdassert.core.errors import KdassertError
 
 
 class _KdassertGroup(click.Group):
-    """A click group that reports library errors as ``Error: <message>`` with exit code 1."""
+    """A click group that reports library errors as one ``Error: <message>`` line, exit code 1.
+
+    A ``UnicodeDecodeError`` that a reader let through is a user error too (an input file
+    that is not UTF-8), so it gets the same treatment instead of a traceback.
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except KdassertError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(one_line(str(exc))) from exc
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"an input file is not UTF-8 (byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start}); re-encode it, e.g. with `iconv -t UTF-8`") from exc
+
+
+def one_line(message: str) -> str:
+    """A library message on one line (a wrapped message or a tool's traceback text joined)."""
+    return " ".join(message.split())
 
 
 @click.group(cls=_KdassertGroup, context_settings={"help_option_names": ["-h", "--help"]})

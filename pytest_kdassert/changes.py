@@ -1,8 +1,11 @@
 """Change sets: suggestions collected during the run, rendered and written at session end.
 
 Each file is read once when its first site is found (that text is the baseline), rewritten
-once, and written once, atomically, with its line endings kept. A file whose text on disk
-no longer matches the baseline is skipped with a reason, never overwritten.
+once, and written once, with its line endings and its encoding kept (PEP 263 cookie or
+UTF-8 BOM, see :mod:`~pytest_kdassert.core.pyfile`). A file whose bytes on disk no longer
+match the baseline, that is read-only, or that can't hold the new text in its encoding, is
+skipped with a reason, never overwritten. Writing goes through
+:func:`~pytest_kdassert.core.atomic.replace_file` (symbolic and hard links kept).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 
 import libcst as cst
 
-from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.atomic import replace_file
+from pytest_kdassert.core.errors import UnwritableFileError
+from pytest_kdassert.core.pyfile import PythonText, encode_python, read_python
 from pytest_kdassert.discovery import PLACEHOLDER_MODE
-from pytest_kdassert.rewrite import apply_edits
+from pytest_kdassert.rewrite import edit_source
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,10 @@ class FileResult:
     path: Path
     diff: str = ""
     new_text: str | None = None
+    new_data: bytes | None = None
+    """``new_text`` encoded as the file is (set by render when there is something to write)."""
     problem: str | None = None
     count: int = 0
-
-
-def read_text(path: Path) -> str:
-    """File text with its line endings untouched."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        return handle.read()
 
 
 class ChangeSet:
@@ -53,17 +54,20 @@ class ChangeSet:
 
     def __init__(self, root: Path | None = None):
         self.root = root
-        self.baselines: dict[Path, str] = {}
+        self.baselines: dict[Path, PythonText] = {}
+        self.unreadable: dict[Path, str] = {}
+        """Files that could not be read, with the reason (Python can't import them either)."""
         self.changes: dict[Path, list[Change]] = {}
 
     def baseline(self, path: Path) -> str | None:
         """The file's text as first seen this session (None when unreadable)."""
         if path not in self.baselines:
             try:
-                self.baselines[path] = read_text(path)
-            except (OSError, UnicodeDecodeError):
+                self.baselines[path] = read_python(path)
+            except (OSError, ValueError) as exc:
+                self.unreadable[path] = str(exc)
                 return None
-        return self.baselines[path]
+        return self.baselines[path].text
 
     def add(self, change: Change) -> None:
         self.changes.setdefault(change.path, []).append(change)
@@ -78,30 +82,44 @@ class ChangeSet:
             return result
         replacements = {c.line: c.text for c in changes if c.mode == PLACEHOLDER_MODE}
         appends = {c.qualname: c.text for c in changes if c.mode != PLACEHOLDER_MODE}
+        baseline = self.baselines[path]
         try:
-            new_text, result.count = apply_edits(self.baselines[path], replacements, appends)
+            edited = edit_source(baseline.text, replacements, appends)
+            result.new_data = encode_python(edited.code, baseline.encoding)
         except cst.ParserSyntaxError as exc:
             result.problem = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
             return result
-        result.new_text = new_text
-        result.diff = unified_diff(self.baselines[path], new_text, self.display_name(path))
+        except ValueError as exc:  # the file's encoding can't store the new text
+            result.problem = str(exc)
+            return result
+        if edited.duplicates and not edited.applied:
+            result.problem = (f"nothing to add: the tests already have the {edited.duplicates} "
+                              "suggested assertion(s)")
+            return result
+        result.new_text, result.count = edited.code, edited.applied
+        result.diff = unified_diff(baseline.text, edited.code, self.display_name(path))
         return result
 
     def write(self, result: FileResult) -> FileResult:
-        """Write a rendered file if it is still unchanged on disk."""
+        """Write a rendered file if it is still unchanged on disk and the user may write it."""
         problem = self._disk_problem(result.path)
         if problem:
             result.problem = problem
-        elif result.new_text is not None and result.count:
-            write_text_atomic(result.path, result.new_text)
+        elif result.new_data is not None and result.count:
+            try:
+                replace_file(result.path, result.new_data)
+            except (UnwritableFileError, OSError) as exc:
+                result.problem = _reason(exc, result.path)
         return result
 
     def _disk_problem(self, path: Path) -> str | None:
         try:
-            current = read_text(path)
-        except (OSError, UnicodeDecodeError):
-            return "it can no longer be read"
-        if current != self.baselines.get(path):
+            with open(path, "rb") as handle:
+                current = handle.read()
+        except OSError as exc:
+            return f"it can no longer be read ({exc.strerror})"
+        baseline = self.baselines.get(path)
+        if baseline is None or current != baseline.data:
             return "it changed on disk during the run"
         return None
 
@@ -112,6 +130,13 @@ class ChangeSet:
             except ValueError:
                 pass
         return str(path)
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """An error's message without the path the skip line already names."""
+    if isinstance(exc, OSError):
+        return f"writing failed ({exc.strerror or exc})"
+    return str(exc).removeprefix(f"{path}: ")
 
 
 def unified_diff(old: str, new: str, name: str) -> str:

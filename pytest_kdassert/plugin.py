@@ -86,11 +86,13 @@ def pytest_configure(config) -> None:
 def _settings(config, mode):
     from pytest_kdassert.config import SuggestConfig
     from pytest_kdassert.core.errors import ConfigError
+    from pytest_kdassert.report import check_report_path
 
     beams = config.getoption("kdassert_beams")
     if beams is None:
         beams = config.getini("kdassert_beams")
     try:
+        check_report_path(config.getoption("kdassert_report"))
         return SuggestConfig(
             mode=mode,
             model=config.getoption("kdassert_model") or config.getini("kdassert_model"),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import ConfigError
 
 REPORT_VERSION = 1
 """Fields added since (``origin``, ``grounded_from``, ``chosen_origin``) are additive."""
@@ -36,3 +38,26 @@ def write_report(path: str | Path, records: list[dict], settings: dict,
     payload = {"version": REPORT_VERSION, "settings": settings,
                "suggest_seconds": suggest_seconds, "sites": records}
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def check_report_path(path: str | os.PathLike | None) -> None:
+    """Raise ConfigError when a report could not be written at ``path``.
+
+    Called while the plugin's settings are built, so a bad path stops pytest before any
+    test runs or any test file is rewritten. Missing directories are fine (they are created).
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"--kdassert-report {path} is a directory; name a file in it, "
+                          f"e.g. {target / 'kdassert.json'}")
+    parent = target.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--kdassert-report {path}: {parent} is a file, not a directory; "
+                          "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--kdassert-report {path}: cannot create files in {parent} "
+                          "(permission denied); choose a writable directory")

@@ -1,7 +1,9 @@
 """Find test files, test functions and the project's non-test modules.
 
-Files that cannot be used (too large, not UTF-8, generated, unparsable) are skipped with a
-reason, never raised: one bad file must not stop a corpus run.
+Files that cannot be used (too large, not decodable, generated, unparsable) are skipped with
+a reason, never raised: one bad file must not stop a corpus run. Source is decoded as Python
+and the plugin decode it (:mod:`pytest_kdassert.core.pyfile`: BOM, coding cookie, else
+UTF-8); ``not_utf8`` counts files whose bytes don't match that encoding.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pytest_kdassert.core.pyfile import decode_python
 
 SKIP_DIRS = frozenset({".git", ".hg", ".tox", ".nox", "__pycache__", "node_modules", "build",
                        ".venv", "venv", "site-packages", ".eggs", ".mypy_cache"})
@@ -68,8 +72,8 @@ def read_source(path: Path, max_bytes: int) -> tuple[str | None, str | None]:
     except OSError:
         return None, "unreadable"
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
+        text = decode_python(data).text  # as Python reads it: BOM, coding cookie or UTF-8
+    except ValueError:
         return None, "not_utf8"
     head = text[:2000].lower()
     if any(marker in head for marker in _GENERATED_MARKERS):

@@ -25,7 +25,7 @@ from distillation.mining.sources import (
 )
 from distillation.mining.symbols import ProjectIndex
 from pytest_kdassert.core.atomic import write_text_atomic
-from pytest_kdassert.core.errors import ConfigError, SourceError
+from pytest_kdassert.core.errors import ConfigError, DataError, SourceError
 from pytest_kdassert.core.records import write_examples
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,8 @@ def mine(config: MineConfig) -> dict:
     fetched = time.perf_counter()
     results = extract_all(projects, config)
     outputs, stats = build_outputs(projects, results, config)
+    if not stats["examples"]:
+        raise DataError(_nothing_mined(stats, failures, config))
     out_dir = Path(config.out_dir)
     for name, examples in outputs.items():
         write_examples(out_dir / f"{name}.jsonl", examples)
@@ -188,3 +190,15 @@ def mine(config: MineConfig) -> dict:
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     write_text_atomic(out_dir / "mine_config.json", json.dumps(asdict(config), indent=2) + "\n")
     return stats
+
+
+def _nothing_mined(stats: dict, failures: dict[str, str], config: MineConfig) -> str:
+    """The one-line explanation of an empty mining result: what was seen and skipped."""
+    files = sum(p["test_files"] for p in stats["projects"].values())
+    tests = sum(p["tests"] for p in stats["projects"].values())
+    skipped = ", ".join(f"{k} {n}" for k, n in stats["skipped_files"].items()) or "none"
+    failed = f"; sources that failed: {', '.join(sorted(failures))}" if failures else ""
+    return (f"no examples mined from {stats['num_projects']} project(s): {files} test file(s), "
+            f"{tests} test(s), skipped files: {skipped}{failed}. Point at sources with "
+            f"pytest/unittest tests that have 1..{config.max_assertions} assertions; nothing "
+            f"was written to {config.out_dir}.")

@@ -89,17 +89,29 @@ def read_corpus(path: str | os.PathLike) -> list[SourceSpec]:
         text = resources.files("distillation").joinpath("corpus/default.txt").read_text("utf-8")
         where = "corpus default"
     else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read corpus file ({exc.strerror})") from exc
+        text = _read_corpus_file(Path(path))
         where = str(path)
     specs = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if line:
             specs.append(parse_spec(line, where=f"{where}:{lineno}"))
+    if not specs:
+        raise SourceError(f"{where}: the corpus lists no sources; add one spec per line, "
+                          "e.g. pypi:attrs==25.3.0 or a directory path")
     return specs
+
+
+def _read_corpus_file(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read corpus file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SourceError(f"{path}:{line}: corpus files must be UTF-8 (byte "
+                          f"{exc.object[exc.start]:#04x} is not); re-encode it, e.g. with "
+                          "`iconv -t UTF-8`") from exc
 
 
 def _cache_key(spec: SourceSpec) -> str:

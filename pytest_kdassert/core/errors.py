@@ -35,3 +35,7 @@ class DataError(KdassertError):
 
 class SourceError(KdassertError):
     """A mining source (directory or ``pypi:NAME==VERSION``) cannot be read or fetched."""
+
+
+class UnwritableFileError(KdassertError):
+    """An existing file kdassert was asked to rewrite is read-only or not the user's to write."""

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from pytest_kdassert.core.atomic import write_text_atomic
-from pytest_kdassert.core.errors import CorruptModelError, ModelNotFoundError
+from pytest_kdassert.core.errors import CorruptModelError, KdassertError, ModelNotFoundError
 from pytest_kdassert.core.input_format import InputFormatConfig
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ def load_tokenizer(spec: str | os.PathLike):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(spec)
-    try:
+    with _unreadable_as_corrupt(f"Cannot load the tokenizer from {path}"):
         return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(f"Cannot load the tokenizer from {path}: {exc}") from exc
 
 
 def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
@@ -80,19 +78,35 @@ def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
 
     path = resolve_model_path(spec)
     tokenizer = load_tokenizer(path)
-    try:
-        with _no_progress_bar():  # a few MB load instantly; the bar would only clutter pytest output
-            model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(
-            f"Cannot load the model in {path}: {exc}. Retrain it or reinstall the package."
-        ) from exc
+    with _unreadable_as_corrupt(f"Cannot load the model in {path}"), _no_progress_bar():
+        # a few MB load instantly; the bar would only clutter pytest output
+        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
     if model.config.vocab_size < len(tokenizer):
         raise CorruptModelError(
             f"{path}: the model's vocabulary ({model.config.vocab_size}) is smaller than its "
             f"tokenizer's ({len(tokenizer)}); the directory mixes files from different runs."
         )
     return model.to(device).eval(), tokenizer
+
+
+@contextlib.contextmanager
+def _unreadable_as_corrupt(what: str):
+    """Turn whatever a damaged model file raises into one-line :class:`CorruptModelError`.
+
+    transformers, safetensors (``SafetensorError``) and tokenizers (a bare ``Exception``)
+    raise many unrelated types for a truncated or altered file, so everything but our own
+    errors and interrupts is caught here, at the one place model files are read.
+    """
+    try:
+        yield
+    except KdassertError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise CorruptModelError(
+            f"{what}: {detail[:300]}. A file is damaged or from another model: retrain it, "
+            "copy it again or reinstall the package."
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -120,5 +134,6 @@ def load_format_config(spec: str | os.PathLike) -> InputFormatConfig:
         return InputFormatConfig()
     try:
         return InputFormatConfig(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CorruptModelError(f"{path} is not a valid input-format file: {exc}") from exc
+    except (OSError, ValueError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise CorruptModelError(f"{path} is not a valid input-format file ({exc}); copy the "
+                                "model directory again or retrain it.") from exc

@@ -36,6 +36,8 @@ class Example:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Example))
+NULLABLE_FIELDS = frozenset({"focal_name"})
+"""Fields that may be JSON null; every field is otherwise a string."""
 
 
 def example_from_dict(data: dict, *, where: str = "record") -> Example:
@@ -50,7 +52,17 @@ def example_from_dict(data: dict, *, where: str = "record") -> Example:
             f"{where}: not in the mining schema (missing: {missing or 'none'}, "
             f"unexpected: {extra or 'none'}). Re-create the file with `kdassert mine`."
         )
+    for name in FIELD_NAMES:
+        _check_field_type(name, data[name], where)
     return Example(**data)
+
+
+def _check_field_type(name: str, value, where: str) -> None:
+    if isinstance(value, str) or (value is None and name in NULLABLE_FIELDS):
+        return
+    wanted = "a string or null" if name in NULLABLE_FIELDS else "a string"
+    raise DataError(f"{where}: field {name!r} must be {wanted}, got {type(value).__name__} "
+                    f"{json.dumps(value)[:40]}. Re-create the file with `kdassert mine`.")
 
 
 def read_examples(path: str | os.PathLike) -> Iterator[Example]:
@@ -58,8 +70,9 @@ def read_examples(path: str | os.PathLike) -> Iterator[Example]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file. Build one with `kdassert mine`.")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = _decode_line(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -67,6 +80,16 @@ def read_examples(path: str | os.PathLike) -> Iterator[Example]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
             yield example_from_dict(data, where=f"{path}:{lineno}")
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One JSONL line as text; JSON Lines files are UTF-8 (a BOM on line 1 is tolerated)."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                        f"{exc.start + 1}); JSON Lines files must be UTF-8: re-encode it, "
+                        "e.g. with `iconv -t UTF-8`.") from exc
 
 
 def load_examples(path: str | os.PathLike, limit: int | None = None) -> list[Example]:
