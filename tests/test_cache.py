@@ -81,9 +81,9 @@ def test_fingerprint_follows_the_model_files(tmp_path):
 
 @pytest.mark.slow
 def test_a_warm_rerun_loads_no_model(pytester, tiny_model_dir):
-    pytester.makepyfile(test_it="def test_a():\n    x = 1\n")
+    pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     args = ("--suggest-asserts", "--kdassert-model", str(tiny_model_dir))
     cold = pytester.runpytest_subprocess(*args)
     assert "from pytest's cache" not in cold.stdout.str()
-    warm = pytester.runpytest_subprocess(*args, "-W", "error::UserWarning")
+    warm = pytester.runpytest_subprocess(*args)
     warm.stdout.fnmatch_lines(["*2 of 2 model result(s) came from pytest's cache*"])

@@ -130,10 +130,10 @@ def test_apply_mode_writes_files_that_parse_and_pass(project):
 
 def test_apply_keeps_crlf_line_endings(pytester):
     pytester.makeconftest(STUB.format(candidates={"test_crlf": ["assert t == 2"]}))
-    source = "def test_crlf():\r\n    t = 2  # two\r\n"
+    source = "def test_crlf():\r\n    t = 1 + 1  # two\r\n"
     (pytester.path / "test_crlf.py").write_bytes(source.encode())
     pytester.runpytest_inprocess("--suggest-asserts=apply").assert_outcomes(passed=1)
-    expected = "def test_crlf():\r\n    t = 2  # two\r\n    assert t == 2\r\n"
+    expected = "def test_crlf():\r\n    t = 1 + 1  # two\r\n    assert t == 2\r\n"
     assert (pytester.path / "test_crlf.py").read_bytes() == expected.encode()
 
 
@@ -156,12 +156,12 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
         "test_fails": ["assert x == 1"], "test_ok": ["assert x == 2", "assert x == 1 + 1"]}))
     pytester.makepyfile(test_mixed='''
         def test_fails():
-            x = 1
+            x = 0 + 1
             assert ...
             raise RuntimeError("broken")
 
         def test_ok():
-            x = 1
+            x = 0 + 1
     ''')
     report = pytester.path / "out" / "report.json"
     # grounding would turn `assert x == 2` into `assert x == 1`: this test is about failing
@@ -201,7 +201,7 @@ def test_a_failure_after_candidates_ran_mid_test_is_explained(pytester):
 
         def test_broken():
             raise RuntimeError("broken")
-            x = 1
+            x = 0 + 1
     ''')
     result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground")
     result.assert_outcomes(failed=2)
@@ -223,7 +223,7 @@ def test_a_path_after_the_flag_is_a_path_not_a_mode(project):
 
 def test_no_verify_keeps_the_top_candidate(pytester):
     pytester.makeconftest(STUB.format(candidates={"test_ok": ["assert x == 2"]}))
-    pytester.makepyfile(test_nv="def test_ok():\n    x = 1\n")
+    pytester.makepyfile(test_nv="def test_ok():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-verify")
     result.stdout.fnmatch_lines(["+    assert x == 2"])
 
@@ -248,7 +248,7 @@ def test_syntax_error_elsewhere_and_file_modified_mid_run(project):
 
 
 def test_bad_options_and_missing_model(pytester):
-    pytester.makepyfile(test_one="def test_one():\n    x = 1\n")
+    pytester.makepyfile(test_one="def test_one():\n    x = 0 + 1\n")
     bad = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-beams=0")
     bad.stderr.fnmatch_lines(["*kdassert: --kdassert-beams must be >= 1, got 0*"])
     missing = pytester.runpytest_inprocess("--suggest-asserts",
@@ -265,7 +265,7 @@ def test_plain_run_imports_no_torch_and_switch_off(pytester):
             heavy = sorted(m for m in ("torch", "transformers", "libcst") if m in sys.modules)
             print("HEAVY:", heavy)
     ''')
-    pytester.makepyfile(test_one="def test_one():\n    x = 1\n")
+    pytester.makepyfile(test_one="def test_one():\n    x = 0 + 1\n")
     plain = pytester.runpytest_subprocess("-s")
     plain.assert_outcomes(passed=1)
     assert "HEAVY: []" in plain.stdout.str()
@@ -304,7 +304,7 @@ def test_interrupted_run_writes_nothing(pytester):
     pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}))
     pytester.makepyfile(test_int='''
         def test_a():
-            x = 1
+            x = 0 + 1
 
         def test_b():
             raise KeyboardInterrupt

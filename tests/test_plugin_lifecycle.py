@@ -24,25 +24,25 @@ def pytest_kdassert_suggester(config):
 
 def test_apply_writes_without_the_terminal_plugin(pytester):
     pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}))
-    pytester.makepyfile(test_it="def test_a():\n    x = 1\n")
+    pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts=apply", "-p", "no:terminal")
     assert result.ret == 0
     text = (pytester.path / "test_it.py").read_text()
-    assert text.splitlines() == ["def test_a():", "    x = 1", "    assert x == 1"]
+    assert text.splitlines() == ["def test_a():", "    x = 0 + 1", "    assert x == 1"]
 
 
 def test_collect_only_generates_nothing(pytester):
     pytester.makeconftest(COUNTING_STUB)
-    pytester.makepyfile(test_it="def test_a():\n    x = 1\n")
+    pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts=apply", "--co")
     assert result.ret == 0
     assert not (pytester.path / "suggest-called").exists()
     assert "kdassert suggestions" not in result.stdout.str()
-    assert (pytester.path / "test_it.py").read_text().splitlines() == ["def test_a():", "    x = 1"]
+    assert (pytester.path / "test_it.py").read_text().splitlines() == ["def test_a():", "    x = 0 + 1"]
 
 
 def test_collect_only_loads_no_model(pytester):
-    pytester.makepyfile(test_it="def test_a():\n    x = 1\n")
+    pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts", "--co",
                                           "--kdassert-model", str(pytester.path / "missing"))
     assert result.ret == 0
@@ -57,7 +57,7 @@ def pytest_unconfigure(config):
     with open("capturing-after", "w") as handle:
         handle.write(str(capman.is_globally_capturing()))
 ''')
-    pytester.makepyfile(test_it="def test_a():\n    x = 1\n")
+    pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                           "--suggest-asserts=review", stdin=b"y\n")
     result.stdout.fnmatch_lines(["*accepted 1 of 1 suggestion(s)*"])
