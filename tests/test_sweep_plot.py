@@ -95,6 +95,16 @@ def test_sweep_refuses_cached_points_from_other_settings(tmp_path, fake_train):
         run_sweep(_sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,), beams=2))
 
 
+def test_sweep_records_its_base_as_flat_train_keys(tmp_path, fake_train):
+    """Flat keys, as in a TOML file: sweep.json files written before DistillConfig still resume."""
+    from distillation.pipeline import train_config_from_keys
+
+    config = _sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,))
+    base = run_sweep(config)["config"]["base"]
+    assert "distill" not in base and (base["alpha"], base["temperature"], base["topk"]) == (0.5, 2.0, 32)
+    assert train_config_from_keys(base) == config.base
+
+
 def test_sweep_config_validates_grid(tmp_path):
     with pytest.raises(ConfigError, match="alpha"):
         _sweep_config(tmp_path, alphas=(1.5,))
