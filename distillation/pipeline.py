@@ -277,7 +277,6 @@ def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
                   ("bench.json",))
 
     def benchmark():
-        directory.mkdir(parents=True, exist_ok=True)
         report = run_bench(bench)
         logger.info("benchmark: exact match %.3f on %d validation examples",
                     report["rows"][0]["metrics"]["exact_match"], report["examples"])
