@@ -31,7 +31,7 @@ from distillation.logit_extract import LogitsConfig, extract_logits
 from distillation.logit_store import LogitStore
 from distillation.models import build_model, count_parameters
 from distillation.tokenizer import TokenizerConfig, train_tokenizer
-from distillation.trainer import DistillationTrainer, OptimConfig, training_args
+from distillation.trainer import DistillationTrainer, DistillConfig, OptimConfig, training_args
 from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
 from pytest_kdassert.core.loading import save_format_config
 from pytest_kdassert.core.records import Example, load_examples, write_examples
@@ -88,7 +88,8 @@ def time_training(model_fn, tokenizer, dataset, optim, work, store=None, alpha=0
         collator.base.padding, collator.base.max_length = "max_length", fixed_length
     timer = StepTimer()
     trainer = DistillationTrainer(model=model, args=args, data_collator=collator, train_dataset=dataset,
-                                  processing_class=tokenizer, alpha=alpha, temperature=2.0,
+                                  processing_class=tokenizer,
+                                  distill=DistillConfig(alpha=alpha, temperature=2.0),
                                   teacher_model=teacher, callbacks=[timer])
     trainer.train()
     step = statistics.median(timer.times[2:] or timer.times)

@@ -201,7 +201,7 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
 def train_command(config_path, **options):
-    """Run the pipeline: tokenizer, teacher, teacher logits, student, short benchmark.
+    """Run the pipeline: tokenizer, teacher, teacher logits, student, `kdassert bench` on valid.jsonl.
 
     Each stage is skipped when its output already exists for the same settings.
     """

@@ -120,13 +120,15 @@ def soft_loss(student_logits: torch.Tensor, signal: TeacherSignal, labels: torch
 
 
 def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, signal: TeacherSignal | None,
-                      alpha: float, temperature: float = 1.0, num_tokens=None) -> torch.Tensor:
+                      alpha: float, temperature: float = 1.0, num_tokens=None,
+                      hard_loss: torch.Tensor | None = None) -> torch.Tensor:
     """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE; shapes as above.
 
-    alpha = 0 returns the cross-entropy itself (no soft term is computed), so it is exactly
-    plain fine-tuning.
+    ``hard_loss`` is the CE when the caller already has it (the trainer passes the model's own
+    loss); otherwise it is :func:`cross_entropy` of the logits. alpha = 0 (or no signal) returns
+    the CE itself and computes no soft term, so it is exactly plain fine-tuning.
     """
-    ce = cross_entropy(student_logits, labels, num_tokens)
+    ce = cross_entropy(student_logits, labels, num_tokens) if hard_loss is None else hard_loss
     if alpha == 0 or signal is None:
         return ce
     soft = soft_loss(student_logits, signal, labels, temperature, num_tokens)

@@ -6,9 +6,9 @@ Layout under ``out_dir``::
     teacher/final/, teacher/checkpoints/     teacher trained on hard labels (shared)
     logits/topk-k32-int8/                    logit store of the train split (shared per mode)
     students/student-topk-a0.5-T2/final/     one directory per (preset, mode, alpha, T)
-    students/student-topk-a0.5-T2/bench.json short exact-match benchmark
+    students/student-topk-a0.5-T2/bench/     ``kdassert bench`` report on the validation split
 
-Every stage is cached (see :mod:`distillation.stages`), so a sweep that calls ``run_train``
+Every stage is cached (:class:`distillation.stages.Stage`), so a sweep that calls ``run_train``
 with other ``alpha``/``temperature`` values reuses the tokenizer, teacher and logits.
 """
 
@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pytest_kdassert.core.errors import ConfigError
@@ -28,32 +27,22 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
-from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.models import PRESETS
-from distillation.stages import (
-    build_tokenizer,
-    clear_stage,
-    config_hash,
-    init_model,
-    mark_stage,
-    stage_is_valid,
-    train_model,
-)
+from distillation.stages import Stage, build_tokenizer, config_hash, init_model, train_model
 from distillation.tokenizer import TokenizerConfig
-from distillation.trainer import OptimConfig
+from distillation.trainer import DistillConfig, OptimConfig
 from pytest_kdassert.core.input_format import InputFormatConfig
 from pytest_kdassert.core.loading import load_seq2seq, load_tokenizer, resolve_model_path
-from pytest_kdassert.core.records import load_examples
 
 logger = logging.getLogger(__name__)
 
-LOGITS_MODES = ("topk", "quantized", "online")
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "kdassert_format.json")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The whole ``kdassert train`` pipeline. Each field is one CLI option / TOML key."""
+    """The whole ``kdassert train`` pipeline. Each field is one CLI option / TOML key; the
+    fields of ``distill`` are flat keys too (``alpha``, ``temperature``, ...)."""
 
     data_dir: str = "data"
     """Directory with train.jsonl, valid.jsonl (and test.jsonl) in the mining schema."""
@@ -63,17 +52,8 @@ class TrainConfig:
     """A preset to train, or an existing model directory (then its tokenizer is used)."""
     student: str = "student"
     """A preset, or a model directory to start from (it must share the teacher's vocabulary)."""
-    alpha: float = 0.5
-    """Weight of the soft (teacher) term; 0 is plain fine-tuning."""
-    temperature: float = 2.0
-    """Softmax temperature T of the soft term (scaled by T^2)."""
-    logits_mode: str = "topk"
-    """topk or quantized (from the logit store), or online (live teacher, full logits)."""
-    topk: int = 32
-    topk_dtype: str = "int8"
-    """Storage of top-k log-probs: fp16, int8 or int4."""
-    bits: int = 8
-    """Bits per logit in quantized mode: 4, 8 or 16."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Alpha, temperature and where the teacher signal comes from."""
     epochs: float = 3.0
     max_steps: int = -1
     teacher_epochs: float = 3.0
@@ -92,22 +72,11 @@ class TrainConfig:
     limit: int | None = None
     """Use only the first N examples of each split (quick runs)."""
     bench_limit: int = 100
-    """Validation examples in the final exact-match benchmark; 0 disables it."""
+    """Validation examples in the final benchmark (``kdassert bench``'s report); 0 disables it."""
     bench_beams: int = 5
+    """Beam width of that benchmark."""
 
     def __post_init__(self):
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if self.logits_mode not in LOGITS_MODES:
-            raise ConfigError(f"logits_mode must be one of {LOGITS_MODES}, got {self.logits_mode!r}")
-        if self.topk < 1:
-            raise ConfigError(f"topk must be >= 1, got {self.topk}")
-        if self.topk_dtype not in TOPK_DTYPES:
-            raise ConfigError(f"topk_dtype must be one of {TOPK_DTYPES}, got {self.topk_dtype!r}")
-        if self.bits not in QUANT_BITS:
-            raise ConfigError(f"bits must be one of {QUANT_BITS}, got {self.bits}")
         if self.bench_limit < 0:
             raise ConfigError(f"bench_limit must be >= 0, got {self.bench_limit}")
         self.input_format()  # validates the token budgets
@@ -126,12 +95,11 @@ class TrainConfig:
 
     def student_name(self) -> str:
         base = self.student if self.student in PRESETS else Path(self.student).name
-        return f"{base}-{self.logits_mode}-a{self.alpha:g}-T{self.temperature:g}"
+        return f"{base}-{self.distill.tag()}"
 
-    def store_name(self) -> str:
-        if self.logits_mode == "topk":
-            return f"topk-k{self.topk}-{self.topk_dtype}"
-        return f"quantized-{self.bits}bit"
+    def with_distill(self, **changes) -> TrainConfig:
+        """This config with some distillation settings changed (a sweep's grid point)."""
+        return dataclasses.replace(self, distill=dataclasses.replace(self.distill, **changes))
 
 
 @dataclass(frozen=True)
@@ -143,6 +111,24 @@ class TrainResult:
     logits_dir: Path | None
     student_dir: Path
     bench_report: Path | None
+
+
+DISTILL_KEYS = tuple(f.name for f in dataclasses.fields(DistillConfig))
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "distill") + DISTILL_KEYS
+"""The flat keys of a TrainConfig: TOML keys and ``kdassert train`` options, one per field."""
+
+
+def train_config_from_keys(keys: dict) -> TrainConfig:
+    """A TrainConfig from flat keys; the distillation ones go to its :class:`DistillConfig`."""
+    distill = {k: v for k, v in keys.items() if k in DISTILL_KEYS}
+    rest = {k: v for k, v in keys.items() if k not in DISTILL_KEYS}
+    return TrainConfig(**rest, distill=DistillConfig(**distill))
+
+
+def train_config_keys(config: TrainConfig) -> dict:
+    """The flat keys of ``config`` (what :func:`train_config_from_keys` reads back)."""
+    data = asdict(config)
+    return {**data.pop("distill"), **data}
 
 
 def load_train_config(path=None, **overrides) -> TrainConfig:
@@ -157,11 +143,10 @@ def load_train_config(path=None, **overrides) -> TrainConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"Cannot read the config file {path}: {exc}") from exc
         data = data.get("train", data)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - set(TRAIN_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown}; valid keys are {sorted(known)}")
-    return TrainConfig(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        raise ConfigError(f"{path}: unknown keys {unknown}; valid keys are {sorted(TRAIN_KEYS)}")
+    return train_config_from_keys({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def run_train(config: TrainConfig) -> TrainResult:
@@ -205,113 +190,96 @@ def _tokenizer_stage(config: TrainConfig, out: Path, fingerprint: dict) -> tuple
     if config.teacher not in PRESETS:  # an existing teacher brings its own tokenizer
         path = Path(resolve_model_path(config.teacher))
         return path, config_hash({"teacher": str(path)})
-    directory = out / "tokenizer"
     tok_config = TokenizerConfig(vocab_size=config.vocab_size)
-    resolved = {"stage": "tokenizer", **fingerprint, "tokenizer": asdict(tok_config)}
-    if stage_is_valid(directory, resolved, ("tokenizer.json",)):
-        logger.info("tokenizer: cached in %s", directory)
-    else:
-        clear_stage(directory)
-        build_tokenizer(Path(config.data_dir) / "train.jsonl", directory, tok_config,
-                        config.input_format(), config.limit)
-        mark_stage(directory, resolved)
-    return directory, config_hash(resolved)
+    stage = Stage("tokenizer", out / "tokenizer", {**fingerprint, "tokenizer": asdict(tok_config)},
+                  ("tokenizer.json",))
+    return stage.directory, stage.run(lambda: build_tokenizer(
+        Path(config.data_dir) / "train.jsonl", stage.directory, tok_config, config.input_format(),
+        config.limit))
 
 
 def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[Path, str]:
-    from transformers import AutoTokenizer
-
     if config.teacher not in PRESETS:
         path = Path(resolve_model_path(config.teacher))
         return path, config_hash({"teacher": str(path)})
-    directory = out / "teacher"
-    resolved = {"stage": "teacher", "preset": config.teacher, "tokenizer": tok_hash, **fingerprint,
-                "optim": asdict(config.optim(student=False))}
-    if stage_is_valid(directory, resolved, tuple(f"final/{f}" for f in MODEL_FILES)):
-        logger.info("teacher: cached in %s", directory / "final")
-    else:
-        clear_stage(directory, resolved)
+    optim = config.optim(student=False)
+    stage = Stage("teacher", out / "teacher", {"preset": config.teacher, "tokenizer": tok_hash,
+                  **fingerprint, "optim": asdict(optim)}, _model_files(), resumable=True)
+
+    def train_teacher():
+        from transformers import AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         model = init_model(config.teacher, tokenizer, config.seed)
-        train_model(model, tokenizer, Path(config.data_dir), directory, config.optim(student=False),
+        train_model(model, tokenizer, Path(config.data_dir), stage.directory, optim,
                     config.input_format(), config.limit)
-        mark_stage(directory, resolved)
-    return directory / "final", config_hash(resolved)
+
+    return stage.directory / "final", stage.run(train_teacher)
 
 
 def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_hash: str):
-    if config.logits_mode == "online" or config.alpha == 0:  # alpha = 0 never reads the store
+    distill = config.distill
+    if not distill.reads_store:  # online mode, or alpha = 0
         return None, None
     from distillation.logit_extract import LogitsConfig, extract_logits
 
-    directory = out / "logits" / config.store_name()
+    directory = out / "logits" / distill.store_name()
     logits_config = LogitsConfig(
         teacher=str(teacher_dir), data=str(Path(config.data_dir) / "train.jsonl"),
-        out_dir=str(directory), mode=config.logits_mode, k=config.topk, dtype=config.topk_dtype,
-        bits=config.bits, batch_size=config.batch_size, limit=config.limit,
+        out_dir=str(directory), mode=distill.logits_mode, k=distill.topk, dtype=distill.topk_dtype,
+        bits=distill.bits, batch_size=config.batch_size, limit=config.limit,
     )
-    resolved = {"stage": "logits", "teacher": teacher_hash, "logits": asdict(logits_config)}
-    if stage_is_valid(directory, resolved, ("manifest.json",)):
-        logger.info("logits: cached in %s", directory)
-    else:
-        clear_stage(directory)
-        extract_logits(logits_config)
-        mark_stage(directory, resolved)
-    return directory, config_hash(resolved)
+    stage = Stage("logits", directory, {"teacher": teacher_hash, "logits": asdict(logits_config)},
+                  ("manifest.json",))
+    return directory, stage.run(lambda: extract_logits(logits_config))
 
 
 def _student_stage(config: TrainConfig, out: Path, teacher_dir: Path, logits_dir, upstream: str) -> Path:
-    from distillation.logit_store import LogitStore
+    distill, optim = config.distill, config.optim(student=True)
+    stage = Stage("student", out / "students" / config.student_name(), {
+        "upstream": upstream, "student": config.student, "alpha": distill.alpha,
+        "temperature": distill.temperature, "mode": distill.logits_mode,
+        "format": asdict(config.input_format()), "limit": config.limit, "optim": asdict(optim),
+    }, _model_files(), resumable=True)
 
-    directory = out / "students" / config.student_name()
-    resolved = {"stage": "student", "upstream": upstream, "student": config.student,
-                "alpha": config.alpha, "temperature": config.temperature, "mode": config.logits_mode,
-                "format": asdict(config.input_format()), "limit": config.limit,
-                "optim": asdict(config.optim(student=True))}
-    if stage_is_valid(directory, resolved, tuple(f"final/{f}" for f in MODEL_FILES)):
-        logger.info("student: cached in %s", directory / "final")
-        return directory / "final"
-    clear_stage(directory, resolved)
-    tokenizer = load_tokenizer(teacher_dir)
-    model = init_model(config.student, tokenizer, config.seed)
-    store = LogitStore.open(logits_dir) if logits_dir is not None and config.alpha > 0 else None
-    teacher = None
-    if config.logits_mode == "online" and config.alpha > 0:
-        teacher, _ = load_seq2seq(teacher_dir)
-    final = train_model(model, tokenizer, Path(config.data_dir), directory, config.optim(student=True),
-                        config.input_format(), config.limit, store=store, alpha=config.alpha,
-                        temperature=config.temperature, teacher_model=teacher)
-    mark_stage(directory, resolved)
-    return final
+    def train_student():
+        from distillation.logit_store import LogitStore
+
+        tokenizer = load_tokenizer(teacher_dir)
+        model = init_model(config.student, tokenizer, config.seed)
+        store = LogitStore.open(logits_dir) if logits_dir is not None else None
+        teacher = load_seq2seq(teacher_dir)[0] if distill.runs_teacher else None
+        train_model(model, tokenizer, Path(config.data_dir), stage.directory, optim,
+                    config.input_format(), config.limit, store=store, distill=distill,
+                    teacher_model=teacher)
+
+    stage.run(train_student)
+    return stage.directory / "final"
+
+
+def _model_files() -> tuple[str, ...]:
+    return tuple(f"final/{name}" for name in MODEL_FILES)
 
 
 def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
-    """Exact match of the student's top candidate on the first validation examples."""
+    """``kdassert bench`` of the student on the first validation examples (exact match and the rest)."""
+    from distillation.bench import BenchConfig, run_bench
+
     valid = Path(config.data_dir) / "valid.jsonl"
     if config.bench_limit == 0 or not valid.is_file():
         return None
-    from pytest_kdassert.core.assertions import normalize_assertion
-    from pytest_kdassert.core.generate import GenerationConfig, generate_candidates
-    from pytest_kdassert.core.input_format import example_source
+    directory = student_dir.parent / "bench"
+    bench = BenchConfig(data=str(valid), models=(str(student_dir),), out=str(directory / "bench.json"),
+                        limit=config.bench_limit, beams=config.bench_beams, latency_examples=0,
+                        memory=False)
+    weights = {"student": str(student_dir), "mtime": (student_dir / "model.safetensors").stat().st_mtime}
+    stage = Stage("bench", directory, {"model": config_hash(weights), "bench": asdict(bench)},
+                  ("bench.json",))
 
-    report = student_dir.parent / "bench.json"
-    resolved = {"stage": "bench", "model": config_hash({"student": str(student_dir),
-                "mtime": (student_dir / "model.safetensors").stat().st_mtime}),
-                "limit": config.bench_limit, "beams": config.bench_beams}
-    if report.is_file() and json.loads(report.read_text()).get("hash") == config_hash(resolved):
-        return report
-    model, tokenizer = load_seq2seq(student_dir)
-    examples = load_examples(valid, limit=config.bench_limit)
-    fmt = config.input_format()
-    gen = GenerationConfig(num_beams=config.bench_beams, num_return=1,
-                           max_source_tokens=fmt.max_source_tokens, max_new_tokens=fmt.max_target_tokens)
-    candidates = generate_candidates(model, tokenizer, [example_source(e, fmt) for e in examples], gen)
-    hits = sum(bool(c) and normalize_assertion(c[0].text) == normalize_assertion(e.assertion)
-               for e, c in zip(examples, candidates, strict=True))
-    payload = {"hash": config_hash(resolved), "config": resolved, "examples": len(examples),
-               "exact_match": hits / max(len(examples), 1), "student": str(student_dir)}
-    from pytest_kdassert.core.atomic import write_text_atomic
+    def benchmark():
+        report = run_bench(bench)
+        logger.info("benchmark: exact match %.3f on %d validation examples",
+                    report["rows"][0]["metrics"]["exact_match"], report["examples"])
 
-    write_text_atomic(report, json.dumps(payload, indent=2) + "\n")
-    logger.info("benchmark: exact match %.3f on %d validation examples", payload["exact_match"], len(examples))
-    return report
+    stage.run(benchmark)
+    return directory / "bench.json"

@@ -3,6 +3,7 @@
 Each stage writes ``kdassert_stage.json`` beside its output, last: the stage's resolved config
 and its hash. A stage is skipped when that file exists with the same hash and its outputs are
 present; anything else (no file, other settings, an interrupted run) redoes the stage.
+Every stage goes through :meth:`Stage.run`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +21,14 @@ import torch
 from distillation.data import Seq2SeqCollator, load_dataset
 from distillation.models import PRESETS, build_model, check_same_vocabulary
 from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
-from distillation.trainer import DistillationTrainer, OptimConfig, run_trainer, training_args
+from distillation.trainer import (
+    FINE_TUNE,
+    DistillationTrainer,
+    DistillConfig,
+    OptimConfig,
+    run_trainer,
+    training_args,
+)
 from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
 from pytest_kdassert.core.loading import load_tokenizer, resolve_model_path, save_format_config
@@ -69,6 +78,39 @@ def clear_stage(directory: Path, resolved: dict | None = None) -> None:
     owner.write_text(config_hash(resolved) + "\n")
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One cached step of ``kdassert train``: its output directory and what that output depends on."""
+
+    name: str
+    directory: Path
+    settings: dict
+    """Everything the output depends on (JSON-able); a change redoes the stage."""
+    outputs: tuple[str, ...] = ()
+    """Paths under ``directory`` that must exist for the cached output to count."""
+    resumable: bool = False
+    """A training stage: keep the checkpoints of an interrupted run with the same settings."""
+
+    @property
+    def resolved(self) -> dict:
+        """What ``kdassert_stage.json`` records, and what the stage's hash is taken of."""
+        return {"stage": self.name, **self.settings}
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.resolved)
+
+    def run(self, work: Callable[[], object]) -> str:
+        """Call ``work`` unless the output is cached for these settings; returns the stage hash."""
+        if stage_is_valid(self.directory, self.resolved, self.outputs):
+            logger.info("%s: cached in %s", self.name, self.directory)
+        else:
+            clear_stage(self.directory, self.resolved if self.resumable else None)
+            work()
+            mark_stage(self.directory, self.resolved)
+        return self.hash
+
+
 # --- tokenizer ------------------------------------------------------------------------------
 
 def tokenizer_texts(data_path: Path, fmt: InputFormatConfig, limit: int | None = None):
@@ -111,8 +153,8 @@ def save_final(model_dir: Path, tokenizer, fmt: InputFormatConfig) -> None:
 
 
 def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimConfig,
-                fmt: InputFormatConfig, limit: int | None, *, store=None, alpha: float = 0.0,
-                temperature: float = 1.0, teacher_model=None) -> Path:
+                fmt: InputFormatConfig, limit: int | None, *, store=None,
+                distill: DistillConfig = FINE_TUNE, teacher_model=None) -> Path:
     """Train ``model`` on ``data_dir``/train.jsonl (evaluating on valid.jsonl); returns final dir."""
     train = load_dataset(data_dir / "train.jsonl", tokenizer, fmt, limit, with_index=store is not None)
     valid_path = data_dir / "valid.jsonl"
@@ -122,8 +164,7 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
     trainer = DistillationTrainer(
         model=model, args=training_args(optim, out_dir / "checkpoints", valid is not None),
         data_collator=Seq2SeqCollator(tokenizer, store=store), train_dataset=train,
-        eval_dataset=valid, processing_class=tokenizer, alpha=alpha, temperature=temperature,
-        teacher_model=teacher_model,
+        eval_dataset=valid, processing_class=tokenizer, distill=distill, teacher_model=teacher_model,
     )
     final = out_dir / "final"
     if final.exists() and trainer.is_world_process_zero():

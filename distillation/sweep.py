@@ -8,14 +8,17 @@ Alpha = 0 ignores the temperature, so its points share one training run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from distillation.pipeline import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +29,8 @@ RESULTS_VERSION = 1
 class SweepConfig:
     """An alpha x temperature grid over one base training configuration."""
 
-    base: object
-    """The :class:`distillation.pipeline.TrainConfig` every point starts from."""
+    base: TrainConfig
+    """The configuration every point starts from; a point changes its alpha and temperature."""
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     temperatures: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     bench_data: str | None = None
@@ -46,12 +49,12 @@ class SweepConfig:
     def __post_init__(self):
         if not self.alphas or not self.temperatures:
             raise ConfigError("The grid is empty: give at least one --alpha and one --temperature.")
-        bad = [a for a in self.alphas if not 0.0 <= a <= 1.0]
-        if bad:
-            raise ConfigError(f"alpha must be in [0, 1], got {bad}")
-        bad = [t for t in self.temperatures if t <= 0]
-        if bad:
-            raise ConfigError(f"temperature must be > 0, got {bad}")
+        for alpha, temperature in grid(self):
+            self.point(alpha, temperature)  # DistillConfig validates each point
+
+    def point(self, alpha: float, temperature: float) -> TrainConfig:
+        """The training configuration of one grid point."""
+        return self.base.with_distill(alpha=alpha, temperature=temperature)
 
     def results_path(self) -> Path:
         return Path(self.results) if self.results else Path(self.base.out_dir) / "sweep.json"
@@ -108,7 +111,7 @@ def run_sweep(config: SweepConfig) -> dict:
                                       "shared_with": shared.get("shared_with") or _key_of(shared)}
         else:
             logger.info("sweep %d/%d %s: training", index, len(todo), key)
-            trained = run_train(dataclasses.replace(config.base, alpha=alpha, temperature=temperature))
+            trained = run_train(config.point(alpha, temperature))
             results["points"][key] = _point(config, bench_data, alpha, temperature, trained.student_dir)
             if config.teacher_row and "top1" not in (results.get("teacher") or {}):
                 results["teacher"] = _bench_row(config, bench_data, "teacher", trained.teacher_dir)
@@ -187,8 +190,11 @@ def _check_same_settings(path: Path, results: dict, config: SweepConfig) -> None
 
 
 def _config_dict(config: SweepConfig) -> dict:
+    """The sweep's settings, the base as its flat TrainConfig keys (as in a TOML file)."""
+    from distillation.pipeline import train_config_keys
+
     data = asdict(config)
-    data["base"] = asdict(config.base) if dataclasses.is_dataclass(config.base) else str(config.base)
+    data["base"] = train_config_keys(config.base)
     return data
 
 

@@ -14,7 +14,8 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from distillation.losses import soft_loss
+from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
+from distillation.losses import distillation_loss
 from distillation.signals import DenseSignal, pop_signal
 from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 
@@ -58,6 +59,67 @@ class OptimConfig:
             raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
         if self.eval_steps < 1:
             raise ConfigError(f"eval_steps must be >= 1, got {self.eval_steps}")
+
+
+LOGITS_MODES = ("topk", "quantized", "online")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """What the student learns from the teacher, and how much: every distillation setting,
+    validated here once. The loss is ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``
+    (:func:`distillation.losses.distillation_loss`)."""
+
+    alpha: float = 0.5
+    """Weight of the soft (teacher) term; 0 is plain fine-tuning."""
+    temperature: float = 2.0
+    """Softmax temperature T of the soft term (scaled by T^2)."""
+    logits_mode: str = "topk"
+    """topk or quantized (from the logit store), or online (live teacher, full logits)."""
+    topk: int = 32
+    """k of the top-k logit store."""
+    topk_dtype: str = "int8"
+    """Storage of top-k log-probs: fp16, int8 or int4."""
+    bits: int = 8
+    """Bits per logit in quantized mode: 4, 8 or 16."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.logits_mode not in LOGITS_MODES:
+            raise ConfigError(f"logits_mode must be one of {LOGITS_MODES}, got {self.logits_mode!r}")
+        if self.topk < 1:
+            raise ConfigError(f"topk must be >= 1, got {self.topk}")
+        if self.topk_dtype not in TOPK_DTYPES:
+            raise ConfigError(f"topk_dtype must be one of {TOPK_DTYPES}, got {self.topk_dtype!r}")
+        if self.bits not in QUANT_BITS:
+            raise ConfigError(f"bits must be one of {QUANT_BITS}, got {self.bits}")
+
+    @property
+    def reads_store(self) -> bool:
+        """The soft term comes from the logit store (alpha = 0 never reads it)."""
+        return self.alpha > 0 and self.logits_mode != "online"
+
+    @property
+    def runs_teacher(self) -> bool:
+        """The soft term comes from the teacher run live next to the student."""
+        return self.alpha > 0 and self.logits_mode == "online"
+
+    def store_name(self) -> str:
+        """Directory name of the logit store these settings read."""
+        if self.logits_mode == "topk":
+            return f"topk-k{self.topk}-{self.topk_dtype}"
+        return f"quantized-{self.bits}bit"
+
+    def tag(self) -> str:
+        """``topk-a0.5-T2``: the part of a student's run name these settings decide."""
+        return f"{self.logits_mode}-a{self.alpha:g}-T{self.temperature:g}"
+
+
+FINE_TUNE = DistillConfig(alpha=0.0)
+"""No soft term: the teacher's training, and the no-distillation baseline."""
 
 
 def fast_bf16_available() -> bool:
@@ -120,22 +182,16 @@ def run_trainer(trainer: Seq2SeqTrainer, final_dir: Path) -> Path:
 
 
 class DistillationTrainer(Seq2SeqTrainer):
-    """``Seq2SeqTrainer`` with ``loss = alpha * T^2 * KL + (1 - alpha) * CE``.
+    """``Seq2SeqTrainer`` whose loss is :func:`distillation.losses.distillation_loss`.
 
     The teacher signal comes with each batch (from the logit store, via the collator) or, when
     ``teacher_model`` is given, from running the teacher live on the batch (full logits). Only
     ``compute_loss`` is overridden. Batches without a signal (e.g. evaluation) get plain CE.
     """
 
-    def __init__(self, *args, alpha: float = 0.5, temperature: float = 1.0, teacher_model=None,
-                 **kwargs):
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
+    def __init__(self, *args, distill: DistillConfig, teacher_model=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.alpha = alpha
-        self.temperature = temperature
+        self.distill = distill
         self.teacher_model = teacher_model
         if teacher_model is not None:
             if teacher_model.config.vocab_size != self.model.config.vocab_size:
@@ -147,16 +203,18 @@ class DistillationTrainer(Seq2SeqTrainer):
         # The CE term is the base class's: alpha = 0 is plain fine-tuning, bit for bit.
         ce, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                            num_items_in_batch=num_items_in_batch)
-        # Live teacher only while training: evaluation reports the plain CE for every alpha.
-        if signal is None and self.teacher_model is not None and self.alpha > 0 and model.training:
+        if signal is None and self._runs_teacher(model):
             signal = self._live_signal(inputs)
-        if self.alpha == 0 or signal is None:
-            return (ce, outputs) if return_outputs else ce
+        if signal is not None:
+            signal = signal.to(outputs.logits.device)
         # Normalised by this batch's target tokens, like T5's own CE (which ignores num_items).
-        soft = soft_loss(outputs.logits, signal.to(outputs.logits.device), inputs["labels"],
-                         self.temperature)
-        loss = soft if self.alpha == 1 else self.alpha * soft + (1 - self.alpha) * ce
+        loss = distillation_loss(outputs.logits, inputs["labels"], signal, self.distill.alpha,
+                                 self.distill.temperature, hard_loss=ce)
         return (loss, outputs) if return_outputs else loss
+
+    def _runs_teacher(self, model) -> bool:
+        """Live teacher only while training: evaluation reports the plain CE for every alpha."""
+        return self.teacher_model is not None and self.distill.alpha > 0 and model.training
 
     @torch.no_grad()
     def _live_signal(self, inputs) -> DenseSignal:

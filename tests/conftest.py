@@ -1,6 +1,15 @@
-"""Shared fixtures: tiny, locally built models so nothing is ever downloaded."""
+"""Shared fixtures: tiny, locally built models so nothing is ever downloaded.
+
+Torch runs one intra-op thread per test process (``OMP_NUM_THREADS``, unless set): ``-n 2`` on
+two cores would otherwise start two threads per core. Set here, before any test imports torch,
+so lazy imports and pytester subprocesses get it too; the session fixture below pins torch
+when something imported it earlier.
+"""
 
 from __future__ import annotations
+
+import os
+import sys
 
 import pytest
 
@@ -15,6 +24,16 @@ SAMPLE_TEXTS = [
     "assert len(items) == 2",
     "numpy.testing.assert_allclose(a, b)",
 ] * 20
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pin_torch_threads():
+    """Torch's intra-op threads follow ``OMP_NUM_THREADS``; torch itself is not imported here."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

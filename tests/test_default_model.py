@@ -28,6 +28,7 @@ def test_bundled_model_has_weights_tokenizer_and_a_card_within_the_cap():
     assert 0.0 <= card["benchmark"]["metrics"]["exact_match"] <= 1.0
 
 
+@pytest.mark.slow
 def test_main_job_suggests_verified_assertions_on_the_example_project(pytester):
     shutil.copytree(EXAMPLES, pytester.path, dirs_exist_ok=True)
     report = pytester.path / "report.json"
@@ -47,6 +48,7 @@ def test_main_job_suggests_verified_assertions_on_the_example_project(pytester):
     pytester.runpytest_subprocess("-p", "no:kdassert").assert_outcomes(passed=12)
 
 
+@pytest.mark.slow
 def test_bench_accepts_the_default_model(tmp_path):
     data = tmp_path / "test.jsonl"
     record = {

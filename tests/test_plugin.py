@@ -1,7 +1,8 @@
 """End-to-end tests of ``pytest --suggest-asserts`` through pytester.
 
 A stub suggester (the ``pytest_kdassert_suggester`` hook in a conftest) makes the
-candidates fixed; one test runs a real tiny model instead.
+candidates fixed; one test runs a real tiny model instead. Every test here is a pytester
+run of 2-13 s, so the module is off the fast lane (``-m "not slow"``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import sys
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 SHOP = '''
 def total(prices):

@@ -157,6 +157,7 @@ def _sites(report) -> dict:
     return {s["function"]: s for s in json.loads(report.read_text())["sites"]}
 
 
+@pytest.mark.slow
 def test_grounding_applies_observed_values(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts=apply", "--kdassert-no-templates",
@@ -210,6 +211,7 @@ def test_grounding_applies_observed_values(project):
     rerun.assert_outcomes(passed=14)
 
 
+@pytest.mark.slow
 def test_no_ground_keeps_model_literals(project):
     report = project.path / "report.json"
     result = project.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground",

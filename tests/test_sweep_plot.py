@@ -15,6 +15,7 @@ from distillation.cli import main
 from distillation.pipeline import TrainConfig
 from distillation.plots import PlotConfig, make_plots
 from distillation.sweep import SweepConfig, fill_agreement, run_sweep
+from distillation.trainer import DistillConfig
 from pytest_kdassert.core.errors import ConfigError
 from pytest_kdassert.core.input_format import InputFormatConfig
 from pytest_kdassert.core.loading import save_format_config
@@ -35,7 +36,7 @@ def fake_train(monkeypatch, tmp_path, tiny_model_dir):
     calls = []
 
     def run_train(config):
-        calls.append((config.alpha, config.temperature))
+        calls.append((config.distill.alpha, config.distill.temperature))
         student = Path(config.out_dir) / "students" / config.student_name() / "final"
         if not student.is_dir():
             shutil.copytree(tiny_model_dir, student)
@@ -94,6 +95,16 @@ def test_sweep_refuses_cached_points_from_other_settings(tmp_path, fake_train):
         run_sweep(_sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,), beams=2))
 
 
+def test_sweep_records_its_base_as_flat_train_keys(tmp_path, fake_train):
+    """Flat keys, as in a TOML file: sweep.json files written before DistillConfig still resume."""
+    from distillation.pipeline import train_config_from_keys
+
+    config = _sweep_config(tmp_path, alphas=(0.5,), temperatures=(1.0,))
+    base = run_sweep(config)["config"]["base"]
+    assert "distill" not in base and (base["alpha"], base["temperature"], base["topk"]) == (0.5, 2.0, 32)
+    assert train_config_from_keys(base) == config.base
+
+
 def test_sweep_config_validates_grid(tmp_path):
     with pytest.raises(ConfigError, match="alpha"):
         _sweep_config(tmp_path, alphas=(1.5,))
@@ -125,6 +136,7 @@ def _report(path: Path, rows) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_plots_are_pngs_of_the_requested_size(tmp_path):
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps(_results()))
@@ -156,11 +168,12 @@ def test_plot_cli_and_errors(tmp_path):
         PlotConfig(sweep="s.json", metrics=("accuracy",))
 
 
+@pytest.mark.slow
 def test_real_tiny_sweep_through_the_pipeline(tmp_path):
     """The real run_train on tiny presets: teacher shared, one student per point, plots drawn."""
     data = write_dataset(tmp_path / "data", train=16, valid=3)
     base = TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "runs"), teacher="tiny",
-                       student="tiny", topk=4, vocab_size=300, max_steps=2, teacher_max_steps=2,
+                       student="tiny", distill=DistillConfig(topk=4), vocab_size=300, max_steps=2, teacher_max_steps=2,
                        batch_size=8, eval_steps=2, bench_limit=0, bf16="off",
                        max_source_tokens=64, max_target_tokens=8)
     results = run_sweep(SweepConfig(base=base, alphas=(0.0, 0.5), temperatures=(2.0,), bench_limit=2,

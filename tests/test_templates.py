@@ -116,6 +116,7 @@ def _run(pytester, *args, score=True):
     return result, sites
 
 
+@pytest.mark.slow
 def test_templates_are_grounded_verified_and_ranked_by_the_model(pytester):
     result, sites = _run(pytester)
     count = sites["test_count"]
@@ -135,6 +136,7 @@ def test_templates_are_grounded_verified_and_ranked_by_the_model(pytester):
                                  "(3 variable + observed value)*"])
 
 
+@pytest.mark.slow
 def test_unscored_templates_rank_after_the_models_candidates(pytester):
     _, sites = _run(pytester, score=False)
     assert sites["test_model_wins"]["chosen"] == "assert len(cart.items) == 1"
@@ -142,6 +144,7 @@ def test_unscored_templates_rank_after_the_models_candidates(pytester):
     assert sites["test_count"]["candidates"][1]["score"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--kdassert-no-templates", "--kdassert-no-ground"])
 def test_templates_can_be_turned_off(pytester, flag):
     _, sites = _run(pytester, flag)

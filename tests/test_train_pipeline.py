@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 import torch
 from click.testing import CliRunner
 
+from distillation.bench import BenchConfig, run_bench
 from distillation.cli import main
-from distillation.pipeline import TrainConfig, load_train_config, run_train
+from distillation.pipeline import (
+    TrainConfig,
+    load_train_config,
+    run_train,
+    train_config_from_keys,
+    train_config_keys,
+)
+from distillation.trainer import DistillConfig
 from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 from pytest_kdassert.core.loading import load_seq2seq
 from tests.train_data import write_dataset
@@ -30,6 +37,7 @@ def trained(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 def test_train_leaves_a_loadable_student(trained):
     root, result = trained
     final = root / "runs" / "students" / "tiny-topk-a0.5-T2" / "final"
@@ -39,12 +47,30 @@ def test_train_leaves_a_loadable_student(trained):
     assert (final / "kdassert_format.json").is_file()
     stage = json.loads((final.parent / "kdassert_stage.json").read_text())
     assert stage["config"]["alpha"] == 0.5 and stage["config"]["temperature"] == 2.0
-    bench = json.loads((final.parent / "bench.json").read_text())
-    assert bench["examples"] == 2 and 0.0 <= bench["exact_match"] <= 1.0
+    bench = json.loads((final.parent / "bench" / "bench.json").read_text())
+    assert bench["kdassert_bench"] == 1 and bench["examples"] == 2
+    assert [row["name"] for row in bench["rows"]] == ["tiny-topk-a0.5-T2"]
+    assert 0.0 <= bench["rows"][0]["metrics"]["exact_match"] <= 1.0
     manifest = json.loads((root / "runs" / "logits" / "topk-k8-int8" / "manifest.json").read_text())
     assert manifest["num_examples"] == 24 and manifest["k"] == 8
 
 
+@pytest.mark.slow
+def test_bench_stage_is_kdassert_bench(trained, tmp_path):
+    """The pipeline's benchmark is `kdassert bench` on valid.jsonl: same metrics, same schema."""
+    root, _ = trained
+    final = root / "runs" / "students" / "tiny-topk-a0.5-T2" / "final"
+    staged = json.loads((final.parent / "bench" / "bench.json").read_text())
+    config = BenchConfig(data=str(root / "data" / "valid.jsonl"), models=(str(final),),
+                         out=str(tmp_path / "bench.json"), limit=2, beams=5, latency_examples=0,
+                         memory=False)
+    direct = run_bench(config)
+    assert staged.keys() == direct.keys() and staged["rows"][0].keys() == direct["rows"][0].keys()
+    assert staged["rows"][0]["metrics"] == direct["rows"][0]["metrics"]
+    assert (final.parent / "bench" / "bench.predictions.jsonl").is_file()
+
+
+@pytest.mark.slow
 def test_second_run_is_cached(trained):
     root, _ = trained
     weights = [root / "runs" / d / "model.safetensors" for d in
@@ -55,6 +81,7 @@ def test_second_run_is_cached(trained):
     assert [w.stat().st_mtime_ns for w in weights] == before
 
 
+@pytest.mark.slow
 def test_sweep_reuses_teacher_and_separates_students(trained):
     root, _ = trained
     teacher_weights = root / "runs" / "teacher" / "final" / "model.safetensors"
@@ -62,7 +89,7 @@ def test_sweep_reuses_teacher_and_separates_students(trained):
     config = load_train_config(None, data_dir=str(root / "data"), out_dir=str(root / "runs"),
                                teacher="tiny", student="tiny", topk=8, vocab_size=300, max_steps=2,
                                teacher_max_steps=3, batch_size=4, eval_steps=2, bench_limit=0, bf16="off")
-    result = run_train(dataclasses.replace(config, alpha=0.0, temperature=1.0))
+    result = run_train(config.with_distill(alpha=0.0, temperature=1.0))
     assert result.student_dir.parent.name == "tiny-topk-a0-T1"
     assert result.bench_report is None
     assert result.logits_dir is None  # alpha = 0 never reads teacher logits
@@ -70,6 +97,7 @@ def test_sweep_reuses_teacher_and_separates_students(trained):
     load_seq2seq(result.student_dir)
 
 
+@pytest.mark.slow
 def test_mismatched_student_vocabulary_is_refused(trained, tiny_model_dir):
     root, _ = trained
     result = CliRunner().invoke(main, ["train", "--data", str(root / "data"), "-o", str(root / "runs"),
@@ -82,12 +110,33 @@ def test_toml_config_and_overrides(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text('[train]\ndata_dir = "d"\nalpha = 0.25\nlogits_mode = "quantized"\nbits = 4\n')
     config = load_train_config(path, alpha=0.75, temperature=None)
-    assert (config.alpha, config.logits_mode, config.bits, config.temperature) == (0.75, "quantized", 4, 2.0)
+    assert config.distill == DistillConfig(alpha=0.75, logits_mode="quantized", bits=4, temperature=2.0)
+    assert config.data_dir == "d" and train_config_from_keys(train_config_keys(config)) == config
+    assert train_config_keys(config)["alpha"] == 0.75 and "distill" not in train_config_keys(config)
     path.write_text("alpah = 0.5\n")
     with pytest.raises(ConfigError, match="alpah"):
         load_train_config(path)
-    with pytest.raises(ConfigError, match="alpha"):
-        TrainConfig(alpha=1.5)
+    with pytest.raises(ConfigError, match=r"alpha must be in \[0, 1\], got 1.5"):
+        load_train_config(None, alpha=1.5)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"alpha": -0.1}, "alpha must be in"), ({"temperature": 0}, "temperature must be > 0"),
+    ({"logits_mode": "dense"}, "logits_mode must be one of"), ({"topk": 0}, "topk must be >= 1"),
+    ({"topk_dtype": "int2"}, "topk_dtype must be one of"), ({"bits": 3}, "bits must be one of"),
+])
+def test_distill_config_is_validated_once(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        DistillConfig(**settings)
+
+
+def test_distill_config_decides_the_teacher_signal():
+    assert DistillConfig(alpha=0.5).reads_store and not DistillConfig(alpha=0.5).runs_teacher
+    assert not DistillConfig(alpha=0.0).reads_store and not DistillConfig(alpha=0.0, logits_mode="online").runs_teacher
+    assert DistillConfig(logits_mode="online").runs_teacher and not DistillConfig(logits_mode="online").reads_store
+    assert DistillConfig(topk=8, topk_dtype="int4").store_name() == "topk-k8-int4"
+    assert DistillConfig(logits_mode="quantized", bits=4).store_name() == "quantized-4bit"
+    assert TrainConfig(student="tiny", distill=DistillConfig(alpha=0.25, temperature=4)).student_name() == "tiny-topk-a0.25-T4"
 
 
 def _trainer(model, tokenizer, cls, **kwargs):
@@ -116,10 +165,30 @@ def test_alpha_zero_is_plain_fine_tuning(tiny_model_dir):
     inputs = _inputs(tokenizer)
     plain = _trainer(model, tokenizer, Seq2SeqTrainer).compute_loss(model, dict(inputs))
     noise = DenseSignal(torch.randn(*inputs["labels"].shape, model.config.vocab_size))
-    distil = _trainer(model, tokenizer, DistillationTrainer, alpha=0.0, temperature=2.0)
+    distil = _trainer(model, tokenizer, DistillationTrainer, distill=DistillConfig(alpha=0.0, temperature=2.0))
     assert torch.equal(distil.compute_loss(model, {**inputs, **signal_to_batch(noise)}), plain)
-    mixed = _trainer(model, tokenizer, DistillationTrainer, alpha=0.5, temperature=2.0)
+    mixed = _trainer(model, tokenizer, DistillationTrainer, distill=DistillConfig(alpha=0.5, temperature=2.0))
     assert mixed.compute_loss(model, {**inputs, **signal_to_batch(noise)}).item() != pytest.approx(plain.item())
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])
+@pytest.mark.parametrize("kind", ["dense", "topk"])
+def test_trainer_loss_is_distillation_loss(tiny_model_dir, alpha, kind):
+    """The trainer's loss is the tested pure function on the same batch, bit for bit."""
+    from distillation.losses import distillation_loss
+    from distillation.signals import DenseSignal, signal_to_batch, topk_signal
+    from distillation.trainer import DistillationTrainer
+
+    model, tokenizer = load_seq2seq(tiny_model_dir)
+    inputs = _inputs(tokenizer)
+    torch.manual_seed(1)
+    teacher_logits = torch.randn(*inputs["labels"].shape, model.config.vocab_size)
+    signal = DenseSignal(teacher_logits) if kind == "dense" else topk_signal(teacher_logits, 8)
+    trainer = _trainer(model, tokenizer, DistillationTrainer, distill=DistillConfig(alpha=alpha, temperature=2.0))
+    loss, outputs = trainer.compute_loss(model, {**inputs, **signal_to_batch(signal)}, return_outputs=True)
+    expected = distillation_loss(outputs.logits, inputs["labels"], signal, alpha, temperature=2.0)
+    assert torch.equal(loss, expected)
+    assert (loss.item() == pytest.approx(outputs.loss.item())) == (alpha == 0)
 
 
 def test_online_teacher_signal(tiny_model_dir):
@@ -128,7 +197,8 @@ def test_online_teacher_signal(tiny_model_dir):
     model, tokenizer = load_seq2seq(tiny_model_dir)
     teacher, _ = load_seq2seq(tiny_model_dir)
     inputs = _inputs(tokenizer)
-    trainer = _trainer(model, tokenizer, DistillationTrainer, alpha=1.0, temperature=1.0, teacher_model=teacher)
+    trainer = _trainer(model, tokenizer, DistillationTrainer, teacher_model=teacher,
+                       distill=DistillConfig(alpha=1.0, temperature=1.0, logits_mode="online"))
     model.train()
     for module in model.modules():  # same weights and no dropout: the student equals the teacher
         if isinstance(module, torch.nn.Dropout):
@@ -147,6 +217,42 @@ def test_init_model_refuses_other_vocabulary(tiny_model_dir):
     other = train_tokenizer(["completely different text"] * 5, TokenizerConfig(vocab_size=270, min_frequency=1))
     with pytest.raises(VocabMismatchError, match="same tokenizer"):
         init_model(str(tiny_model_dir), other, seed=0)
+
+
+def test_stage_runs_its_work_once_per_settings(tmp_path, caplog):
+    from distillation.stages import STAGE_FILE, Stage, config_hash
+
+    calls = []
+
+    def work():
+        calls.append(1)
+        (tmp_path / "s" / "out.txt").write_text("done")
+
+    (tmp_path / "s").mkdir()
+    stage = Stage("demo", tmp_path / "s", {"lr": 1}, ("out.txt",))
+    assert stage.run(work) == config_hash({"stage": "demo", "lr": 1}) == stage.hash
+    assert stage.run(work) == stage.hash and calls == [1]
+    recorded = json.loads((tmp_path / "s" / STAGE_FILE).read_text())
+    assert recorded == {"hash": stage.hash, "config": {"stage": "demo", "lr": 1}}
+    Stage("demo", tmp_path / "s", {"lr": 2}, ("out.txt",)).run(work)
+    assert calls == [1, 1]
+    (tmp_path / "s" / "out.txt").unlink()  # a missing output redoes the stage
+    Stage("demo", tmp_path / "s", {"lr": 2}, ("out.txt",)).run(work)
+    assert calls == [1, 1, 1]
+
+
+def test_failed_stage_work_leaves_no_marker(tmp_path):
+    from distillation.stages import STAGE_FILE, Stage
+
+    stage = Stage("demo", tmp_path, {"lr": 1})
+    stage.run(lambda: None)
+
+    def crash():
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        Stage("demo", tmp_path, {"lr": 2}).run(crash)
+    assert not (tmp_path / STAGE_FILE).exists()
 
 
 def test_checkpoints_of_other_settings_are_discarded(tmp_path):
