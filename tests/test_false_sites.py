@@ -27,7 +27,7 @@ import warnings
 
 import pytest
 
-from tests.helpers import check_parsed
+from testing.checks import check_parsed
 from project import parse
 
 
@@ -79,8 +79,8 @@ class TestCase(unittest.TestCase):
 
 def test_only_tests_that_check_nothing_are_sites(pytester):
     pytester.makepyfile(project=PROJECT, test_checks=TESTS)
-    pytester.mkpydir("tests")
-    (pytester.path / "tests" / "helpers.py").write_text(HELPERS)
+    pytester.mkpydir("testing")
+    (pytester.path / "testing" / "checks.py").write_text(HELPERS)
     pytester.syspathinsert()
     pytester.makeconftest(STUB.format(candidates={}))
     result = pytester.runpytest_inprocess("--suggest-asserts", "-v")
