@@ -41,9 +41,11 @@ class Origin(_Word):
     OBSERVED = "observed"  # a template with the observed value filled in
 
 
-ORIGIN_WORDS = {Origin.MODEL: "model text", Origin.GROUNDED: "model text + observed value",
-                Origin.TEMPLATE: "variable template", Origin.OBSERVED: "variable + observed value"}
-"""How the one-line summary names each origin."""
+ORIGIN_WORDS = {Origin.MODEL: "written by the model",
+                Origin.GROUNDED: "the model's check with the value seen in the run",
+                Origin.TEMPLATE: "a check of a test variable",
+                Origin.OBSERVED: "a test variable with the value seen in the run"}
+"""How the summary names each origin, in words a reader needs no legend for."""
 
 
 class Status(_Word):
@@ -55,3 +57,12 @@ class Status(_Word):
     NO_CANDIDATES = "no-candidates"
     NOT_RUN = "not-run"
     NO_VERIFIED_CANDIDATE = "no-verified-candidate"
+
+
+STATUS_WORDS = {
+    Status.PENDING: "not decided",
+    Status.NO_CANDIDATES: "no candidates (no model output, nothing to check)",
+    Status.NOT_RUN: "not run: the test was skipped, deselected or stopped before this line",
+    Status.NO_VERIFIED_CANDIDATE: "no verified candidate: none of them passed here (-v lists why)",
+}
+"""Why a site got no suggestion, as the summary says it."""

@@ -33,10 +33,16 @@ def site_record(state, display_path: str) -> dict:
 
 
 def write_report(path: str | Path, records: list[dict], settings: dict,
-                 suggest_seconds: float | None = None) -> None:
-    """Write the report atomically; ``settings`` is the resolved SuggestConfig."""
+                 suggest_seconds: float | None = None,
+                 unfilled_placeholders: list[str] | None = None) -> None:
+    """Write the report atomically; ``settings`` is the resolved SuggestConfig.
+
+    ``unfilled_placeholders`` lists ``file:line`` of the ``assert ...`` lines left without a
+    suggestion (they pass silently).
+    """
     payload = {"version": REPORT_VERSION, "settings": settings,
-               "suggest_seconds": suggest_seconds, "sites": records}
+               "suggest_seconds": suggest_seconds,
+               "unfilled_placeholders": list(unfilled_placeholders or []), "sites": records}
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 

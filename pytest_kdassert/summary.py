@@ -11,7 +11,8 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 
-from pytest_kdassert.outcomes import ORIGIN_WORDS, Status
+from pytest_kdassert.discovery import PLACEHOLDER_MODE
+from pytest_kdassert.outcomes import ORIGIN_WORDS, STATUS_WORDS, Status
 from pytest_kdassert.report import site_record, write_report
 from pytest_kdassert.review import review_changes
 
@@ -31,14 +32,33 @@ def finish(session, interrupted: bool, ask: Callable[[str], str],
         lines += _apply(session.changeset)
     elif mode == "review":
         lines += _review(session.changeset, ask, write)
+    lines += _unfilled_placeholders(session, interrupted)
     report = session.settings.report
     if report:
         states = session.sorted_states()
         records = [site_record(s, session.changeset.display_name(s.site.path)) for s in states]
         write_report(report, records, dataclasses.asdict(session.settings),
-                     session.suggest_seconds)
+                     session.suggest_seconds, unfilled_placeholders(session))
         lines.append(f"kdassert: report written to {report}")
     return lines
+
+
+def unfilled_placeholders(session) -> list[str]:
+    """``file:line`` of every ``assert ...`` placeholder that got no suggestion, in file order."""
+    return [f"{session.changeset.display_name(s.site.path)}:{s.site.line}"
+            for s in session.sorted_states()
+            if s.site.mode == PLACEHOLDER_MODE and s.chosen is None]
+
+
+def _unfilled_placeholders(session, interrupted: bool) -> list[str]:
+    """After writing, say which placeholders are left: ``assert ...`` passes silently."""
+    if session.settings.mode == "diff" or interrupted:
+        return []
+    left = unfilled_placeholders(session)
+    if not left:
+        return []
+    return [f"kdassert: {len(left)} placeholder(s) left without a suggestion; `assert ...` "
+            "always passes, so fill or remove them:", *(f"  {where}" for where in left)]
 
 
 def _apply(changeset) -> list[str]:
@@ -109,7 +129,7 @@ def _describe_sites(states, reporter) -> None:
                         f"{len(chosen)} with a suggestion" + (f" ({by_origin})" if chosen else ""))
     verbose = reporter.verbosity > 0
     for state in states:
-        name = state.site.nodeids[0]
+        name = site_name(state)
         if state.status == Status.TEST_FAILED and state.ran_mid_test():
             reporter.write_line(f"  {name}: the test failed after kdassert ran candidates at line "
                                 f"{state.site.line}, no suggestion; a candidate with a side effect "
@@ -117,9 +137,15 @@ def _describe_sites(states, reporter) -> None:
         elif state.status == Status.TEST_FAILED:
             reporter.write_line(f"  {name}: the test fails on its own, no suggestion", red=True)
         elif state.status != Status.SUGGESTED:
-            reporter.write_line(f"  {name}: {state.status.value.replace('-', ' ')}")
+            reporter.write_line(f"  {name}: {STATUS_WORDS.get(state.status, state.status)}")
         if verbose:
             _describe_candidates(state, name, reporter)
+
+
+def site_name(state) -> str:
+    """``file::Class::test`` for a site, parametrized instances included (one site, one name)."""
+    nodeid = state.site.nodeids[0]
+    return nodeid.split("[", 1)[0] if len(state.site.nodeids) > 1 or "[" in nodeid else nodeid
 
 
 def _describe_candidates(state, name, reporter) -> None:

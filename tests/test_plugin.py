@@ -175,7 +175,7 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
     result.stdout.fnmatch_lines(["*2 site(s) wanting an assertion, 0 with a suggestion*",
                                  "*test_mixed.py::test_fails: the test failed after kdassert ran "
                                  "candidates at line 3, no suggestion;*",
-                                 "*test_mixed.py::test_ok: no verified candidate*"])
+                                 "*test_mixed.py::test_ok: no verified candidate: none of them passed here*"])
     data = json.loads(report.read_text())
     assert data["version"] == 1 and data["settings"]["mode"] == "diff"
     fails, ok = data["sites"]

@@ -133,7 +133,7 @@ def test_templates_are_grounded_verified_and_ranked_by_the_model(pytester):
     # unittest style; assertTrue is a weak check, so the observed value wins
     assert sites["TestUnit.test_items"]["chosen"] == "self.assertEqual(items, ['x'])"
     result.stdout.fnmatch_lines(["*3 site(s) wanting an assertion, 3 with a suggestion "
-                                 "(3 variable + observed value)*"])
+                                 "(3 a test variable with the value seen in the run)*"])
 
 
 @pytest.mark.slow
