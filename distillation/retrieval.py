@@ -130,20 +130,23 @@ class RetrievalBaseline:
         return candidates
 
 
-def in_project_candidates(examples: Sequence[Example], pool: Sequence[Example], k: int,
-                          adapt: bool = False,
-                          config: ExemplarConfig | None = None) -> list[list[Candidate]]:
-    """The in-project retrieval baseline: per example, the assertions of the ``k`` most similar
-    other tests of its project in ``pool`` (:mod:`pytest_kdassert.core.exemplars`), names
-    adapted to the example's test when ``adapt`` (:func:`~pytest_kdassert.core.adapt.adapt_assertion`)."""
-    indexes = project_indexes(pool, replace(config or ExemplarConfig(), k=k))
-    out = []
-    for example in examples:
-        index = indexes.get(example.project)
-        found = index.query(example_site(example)) if index is not None else []
-        texts = [_adapted(x, example) if adapt else x.entry.assertion for x in found]
-        out.append(_ranked(texts, [x.score for x in found]))
-    return out
+class InProjectRetrieval:
+    """The in-project baseline: the assertions of the ``k`` most similar other tests of the
+    example's own project in ``pool`` (:mod:`pytest_kdassert.core.exemplars`), as they are or
+    with names adapted to the example's test (:func:`~pytest_kdassert.core.adapt.adapt_assertion`)."""
+
+    def __init__(self, pool: Sequence[Example], k: int, config: ExemplarConfig | None = None):
+        self.indexes = project_indexes(pool, replace(config or ExemplarConfig(), k=k))
+
+    def predict(self, examples: Sequence[Example], adapt: bool = False) -> list[list[Candidate]]:
+        """Ranked candidates per example; none for a project the pool lacks."""
+        out = []
+        for example in examples:
+            index = self.indexes.get(example.project)
+            found = index.query(example_site(example)) if index is not None else []
+            texts = [_adapted(x, example) if adapt else x.entry.assertion for x in found]
+            out.append(_ranked(texts, [x.score for x in found]))
+        return out
 
 
 def _adapted(exemplar: Exemplar, example: Example) -> str:

@@ -17,6 +17,8 @@ than the raw exemplar on that count.
 from __future__ import annotations
 
 import ast
+import functools
+from dataclasses import dataclass
 
 from pytest_kdassert.core.assertions import PLACEHOLDER
 from pytest_kdassert.core.source import flatten_statements
@@ -29,7 +31,7 @@ def adapt_assertion(assertion: str, exemplar_test: str, site_test: str,
                     exemplar_focal: str | None = None, site_focal: str | None = None) -> str:
     """``assertion`` (from the test ``exemplar_test``) with its names renamed to the site's."""
     module = _parse(assertion)
-    exemplar, site = _TestNames.of(exemplar_test), _TestNames.of(site_test)
+    exemplar, site = _test_names(exemplar_test), _test_names(site_test)
     if module is None or exemplar is None or site is None:
         return assertion
     names, attributes = _names_in(module), _attributes_in(module)
@@ -71,22 +73,26 @@ def _attributes_in(node: ast.AST) -> set[str]:
     return {sub.attr for sub in ast.walk(node) if isinstance(sub, ast.Attribute)}
 
 
+@dataclass(frozen=True)
 class _TestNames:
     """What a masked test says about its names: all it mentions, and its result variable."""
 
-    def __init__(self, mentioned: set[str], result: str | None):
-        self.mentioned, self.result = mentioned, result
+    mentioned: frozenset[str]
+    result: str | None
 
-    @classmethod
-    def of(cls, masked_test: str) -> _TestNames | None:
-        module = _parse(masked_test.replace(PLACEHOLDER, f"{_SITE_MARK}()"))
-        func = next((n for n in module.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),
-                    None) if module else None
-        if func is None:
-            return None
-        params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
-        mentioned = _names_in(module) | _attributes_in(module) | params
-        return cls(mentioned - {_SITE_MARK}, _last_assigned(func.body))
+
+
+@functools.lru_cache(maxsize=4096)
+def _test_names(masked_test: str) -> _TestNames | None:
+    """Parsed once per test text: a site meets k exemplars, and exemplars recur across sites."""
+    module = _parse(masked_test.replace(PLACEHOLDER, f"{_SITE_MARK}()"))
+    func = next((n for n in module.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),
+                None) if module else None
+    if func is None:
+        return None
+    params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
+    mentioned = _names_in(module) | _attributes_in(module) | params
+    return _TestNames(frozenset(mentioned - {_SITE_MARK}), _last_assigned(func.body))
 
 
 def _last_assigned(body: list[ast.stmt]) -> str | None:

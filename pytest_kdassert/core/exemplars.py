@@ -49,9 +49,8 @@ def function_key(test_id: str) -> str:
     ``proj:tests/t.py::test_a#1`` and ``tests/t.py::test_a[x-1]`` name ``...::test_a``.
     """
     key = _ASSERTION_NUMBER.sub("", test_id)
-    name_start = key.rfind("::") + 2
-    bracket = key.find("[", name_start)
-    return key[:bracket] if bracket >= 0 and key.endswith("]") else key
+    bracket = key.find("[")  # parameters may hold "::" themselves: the first bracket starts them
+    return key[:bracket] if key.endswith("]") and bracket > key.find("::") >= 0 else key
 
 
 class Similarity(str, enum.Enum):
