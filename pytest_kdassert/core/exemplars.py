@@ -228,12 +228,15 @@ _SLACK = 1e-9
 class _Jaccard:
     """Jaccard over token sets, with the counting done by big-integer additions.
 
-    Entries are laid out by token-set size. Every common token owns an integer with a 1 in the
-    16-bit field of each entry that has it, so adding the integers of the site's common tokens
-    counts shared tokens for all entries at C speed; rare tokens add their short entry lists.
-    A regex over the count bytes then finds the entries with the most shared tokens, which
-    give a floor ``t`` for the k-th best score; last, each size band [s, s'] is searched for
-    the entries whose count c can still reach it: ``c / (|A| + s - c) >= t``.
+    Every common token owns an integer with a 1 in the 16-bit field of each entry that has it,
+    so adding the integers of the site's common tokens counts the shared tokens of all entries
+    at C speed; rare tokens add their short entry lists. Entries are laid out by token-set size
+    in bands, and a regex over the count bytes of a band finds its entries with a count in a
+    range. An entry of size >= s sharing c of the site's |A| tokens scores at most
+    ``c / (|A| + s - c)``, so for a threshold t only counts ``c >= t (|A| + s) / (1 + t)`` can
+    reach t: each round lowers t and scores the entries that newly qualify, until the k-th
+    best exact score is at least t (nothing unvisited can beat it) or all were visited.
+    Memory: one mask of 2N bytes per common token (about 10 MB for 10k mined entries).
     """
 
     def __init__(self, tokens: list[list[str]]):
@@ -260,8 +263,7 @@ class _Jaccard:
         return _jaccard(len(query & self.sets[doc]), len(query), len(self.sets[doc]))
 
     def top(self, query: frozenset[str], own: frozenset[int], k: int, pick) -> list[tuple[int, float]]:
-        """Rounds of falling thresholds t: a round visits, band by band, every entry whose count
-        c could give ``c / (|A| + smallest size - c) >= t``; done when the k-th best reaches t."""
+        """Exact top ``k`` by rounds of falling thresholds (see the class docstring)."""
         n = len(query)
         shared, counts = self._counts(query, own)
         exact: dict[int, float] = {}
@@ -276,11 +278,9 @@ class _Jaccard:
                     self._visit(need, high, start, end, counts, shared, n, exact)
                 visited[band] = min(visited[band], need)
             best = pick(exact, k)
-            if len(best) == k and best[-1][1] >= threshold or threshold <= 0.0:
+            if len(best) == k and best[-1][1] >= threshold or all(v <= 1 for v in visited):
                 return best
             threshold = best[-1][1] if len(best) == k else threshold * _THRESHOLD_STEP
-            if threshold < _SLACK:
-                threshold = 0.0
 
     def _visit(self, low, high, start, end, counts, shared, n, exact) -> None:
         """Score the entries at positions [start, end) whose count byte is in [low, high]."""
