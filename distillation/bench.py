@@ -58,6 +58,11 @@ class BenchConfig:
     """Device of the quality pass: cpu, cuda or auto."""
     threads: int | None = None
     """CPU threads of the quality pass (torch's default when None); latency always uses one."""
+    in_project: bool = False
+    """Add the in-project retrieval rows (raw and names adapted): the assertions of the most
+    similar other tests of the same project, searched in ``exemplar_pool``."""
+    exemplar_pool: str | None = None
+    """JSONL searched by the in-project rows (other tests of the same project); default ``data``."""
 
     def __post_init__(self):
         if self.beams < 1 or self.batch_size < 1:
@@ -70,8 +75,10 @@ class BenchConfig:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device!r}")
-        if not self.models and self.teacher is None and self.train is None:
-            raise ConfigError("Nothing to benchmark: give --model, --teacher or --train.")
+        if not self.models and self.teacher is None and self.train is None and not self.in_project:
+            raise ConfigError("Nothing to benchmark: give --model, --teacher, --train or --in-project.")
+        if self.exemplar_pool is not None and not self.in_project:
+            raise ConfigError("--exemplar-pool is searched by the in-project rows: add --in-project.")
         labels = [label for label, _ in model_rows(self)]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
@@ -201,6 +208,8 @@ def run_bench(config: BenchConfig) -> dict:
         torch.set_num_threads(threads)
     if config.train:
         rows.append(retrieval_row(config, examples))
+    if config.in_project:
+        rows.extend(in_project_rows(config, examples))
     report = build_report(config, examples, rows)
     if config.out:
         write_outputs(config, report, examples, rows)
@@ -372,6 +381,33 @@ def retrieval_row(config: BenchConfig, examples: Sequence[Example]) -> Row:
     size = {"parameters": None, "disk_bytes": Path(config.train).stat().st_size,
             "train_examples": len(corpus)}
     return Row("retrieval", "retrieval", candidates, path=config.train, size=size, speed=speed)
+
+
+IN_PROJECT_ROWS = ("in-project retrieval", "in-project retrieval, adapted")
+
+
+def in_project_rows(config: BenchConfig, examples: Sequence[Example]) -> list[Row]:
+    """The in-project baselines: the nearest other tests' assertions, raw and names adapted."""
+    from distillation.retrieval import InProjectRetrieval
+
+    pool_path = config.exemplar_pool or config.data
+    pool = load_examples(pool_path)
+    start = time.perf_counter()
+    retrieval = InProjectRetrieval(pool, config.beams)
+    index_seconds = time.perf_counter() - start
+    rows = []
+    for name, adapt in zip(IN_PROJECT_ROWS, (False, True), strict=True):
+        start = time.perf_counter()
+        candidates = retrieval.predict(examples, adapt)
+        seconds = time.perf_counter() - start
+        speed = {"device": "cpu", "seconds": seconds, "throughput_eps": len(examples) / seconds,
+                 "index_seconds": index_seconds}
+        if config.latency_examples:
+            speed["cpu_latency_1thread"] = measure_latency(
+                lambda batch, adapt=adapt: retrieval.predict(batch, adapt), examples[: config.latency_examples])
+        size = {"parameters": None, "disk_bytes": Path(pool_path).stat().st_size, "pool_examples": len(pool)}
+        rows.append(Row(name, "retrieval", candidates, path=pool_path, size=size, speed=speed))
+    return rows
 
 
 def format_table(report: dict) -> str:

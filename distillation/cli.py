@@ -269,15 +269,19 @@ def bundle_command(model, bench, row, out_dir, force, notes):
               help="Measure peak RSS per model in a subprocess.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=int, help="CPU threads of the quality pass (default: torch's).")
+@click.option("--in-project", is_flag=True,
+              help="Add the in-project retrieval rows (raw and names adapted): other tests of the same project.")
+@click.option("--exemplar-pool", type=click.Path(exists=True, dir_okay=False),
+              help="JSONL the in-project rows search (default: --data), e.g. the whole test split.")
 def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
-                  memory, device, threads):
+                  memory, device, threads, in_project, exemplar_pool):
     """Exact match, lenient match, BLEU, size and latency of models and baselines, side by side."""
     from distillation.bench import BenchConfig, format_table, run_bench
 
     config = BenchConfig(data=data, models=tuple(models), teacher=teacher, train=train, out=out,
                          limit=limit, beams=beams, batch_size=batch_size,
                          latency_examples=latency_examples, memory=memory, device=device,
-                         threads=threads)
+                         threads=threads, in_project=in_project, exemplar_pool=exemplar_pool)
     click.echo(format_table(run_bench(config)))
     click.echo(f"report: {out}")
 

@@ -1,4 +1,10 @@
-"""The retrieval baseline: answer with the assertion of the most similar training example.
+"""The retrieval baselines: answer with the assertion of the most similar other example.
+
+*Cross-project* (:class:`RetrievalBaseline`): the nearest example of the training split.
+*In-project* (:func:`in_project_candidates`): the nearest other tests of the example's own
+project, through the exemplar retriever the plugin and the training data use.
+
+Cross-project retrieval:
 
 In the style of IR-based assertion generation (Yu et al. 2022, "IR"): similarity is the
 Jaccard index of the *sets* of tokens (regex ``\\w+|[^\\w\\s]``) of the model input texts
@@ -14,12 +20,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pytest_kdassert.core.adapt import adapt_assertion
 from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.exemplars import Exemplar, ExemplarConfig, example_site, project_indexes
 from pytest_kdassert.core.generate import Candidate
+from pytest_kdassert.core.records import Example
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +128,38 @@ class RetrievalBaseline:
             if len(candidates) == want:
                 break
         return candidates
+
+
+class InProjectRetrieval:
+    """The in-project baseline: the assertions of the ``k`` most similar other tests of the
+    example's own project in ``pool`` (:mod:`pytest_kdassert.core.exemplars`), as they are or
+    with names adapted to the example's test (:func:`~pytest_kdassert.core.adapt.adapt_assertion`)."""
+
+    def __init__(self, pool: Sequence[Example], k: int, config: ExemplarConfig | None = None):
+        self.indexes = project_indexes(pool, replace(config or ExemplarConfig(), k=k))
+
+    def predict(self, examples: Sequence[Example], adapt: bool = False) -> list[list[Candidate]]:
+        """Ranked candidates per example; none for a project the pool lacks."""
+        out = []
+        for example in examples:
+            index = self.indexes.get(example.project)
+            found = index.query(example_site(example)) if index is not None else []
+            texts = [_adapted(x, example) if adapt else x.entry.assertion for x in found]
+            out.append(_ranked(texts, [x.score for x in found]))
+        return out
+
+
+def _adapted(exemplar: Exemplar, example: Example) -> str:
+    entry = exemplar.entry
+    return adapt_assertion(entry.assertion, entry.masked_test, example.test_source_masked,
+                           entry.focal_name, example.focal_name)
+
+
+def _ranked(texts: list[str], scores: list[float]) -> list[Candidate]:
+    """Candidates in order, a text that adaptation made equal to an earlier one dropped."""
+    out, seen = [], set()
+    for text, score in zip(texts, scores, strict=True):
+        if text not in seen:
+            seen.add(text)
+            out.append(Candidate(text, score, len(out)))
+    return out
