@@ -311,13 +311,14 @@ def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Exa
     import torch
 
     from distillation.models import count_parameters
-    from pytest_kdassert.core.input_format import example_source
+    from distillation.sources import example_sources
     from pytest_kdassert.core.loading import load_format_config, load_seq2seq, resolve_model_path
 
     path = resolve_model_path(spec)
     device = resolve_device(config.device)
     fmt = load_format_config(path)
-    sources = [example_source(e, fmt) for e in examples]
+    pool = load_examples(config.exemplar_pool) if config.exemplar_pool and fmt.version >= 2 else None
+    sources = example_sources(examples, fmt, pool)
     model, tokenizer = load_seq2seq(path, device=device)
     generation = GenerationConfig(num_beams=config.beams, batch_size=config.batch_size,
                                   max_source_tokens=fmt.max_source_tokens,

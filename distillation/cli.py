@@ -198,6 +198,9 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--bf16", type=click.Choice(["auto", "on", "off"]))
 @click.option("--eval-steps", type=int, help="Evaluate and checkpoint every N steps.")
 @click.option("--vocab-size", type=int, help="Tokenizer vocabulary size.")
+@click.option("--max-source-tokens", type=int, help="Token budget of a model input.")
+@click.option("--exemplars", type=int,
+              help="In-project exemplars per input (0: input format v1; k: v2 with k).")
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
 def train_command(config_path, **options):

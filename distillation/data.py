@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from distillation.signals import signal_to_batch
-from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
+from distillation.sources import example_sources
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target
 from pytest_kdassert.core.records import Example, load_examples
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,11 @@ def encode_examples(examples: Sequence[Example], tokenizer, fmt: InputFormatConf
                     desc: str = "tokenising") -> list[dict]:
     """``[{"input_ids": [...], "labels": [...]}]`` for each example, in order."""
     encoded = []
+    texts = example_sources(examples, fmt)  # format v2: exemplars from the same file's projects
     with tqdm(total=len(examples), desc=desc, unit="ex", disable=None) as bar:
         for start in range(0, len(examples), _CHUNK):
             chunk = examples[start : start + _CHUNK]
-            sources = tokenizer([example_source(e, fmt) for e in chunk],
+            sources = tokenizer(texts[start : start + _CHUNK],
                                 max_length=fmt.max_source_tokens, truncation=True)["input_ids"]
             targets = tokenizer([build_target(e.assertion) for e in chunk],
                                 max_length=fmt.max_target_tokens, truncation=True)["input_ids"]

@@ -69,6 +69,9 @@ class TrainConfig:
     """Tokenizer vocabulary size (when the tokenizer is trained here)."""
     max_source_tokens: int = 320
     max_target_tokens: int = 64
+    exemplars: int = 0
+    """In-project exemplars per input: 0 = input format v1; k >= 1 = v2 with k exemplars,
+    retrieved from the other tests of the example's project in the same split file."""
     limit: int | None = None
     """Use only the first N examples of each split (quick runs)."""
     bench_limit: int = 100
@@ -83,7 +86,8 @@ class TrainConfig:
         self.optim(student=True)
 
     def input_format(self) -> InputFormatConfig:
-        return InputFormatConfig(self.max_source_tokens, self.max_target_tokens)
+        return InputFormatConfig(self.max_source_tokens, self.max_target_tokens,
+                                 version=2 if self.exemplars else 1, exemplars=self.exemplars)
 
     def optim(self, student: bool) -> OptimConfig:
         return OptimConfig(

@@ -20,6 +20,7 @@ import torch
 
 from distillation.data import Seq2SeqCollator, load_dataset
 from distillation.models import PRESETS, build_model, check_same_vocabulary
+from distillation.sources import example_sources
 from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from distillation.trainer import (
     FINE_TUNE,
@@ -30,9 +31,9 @@ from distillation.trainer import (
     training_args,
 )
 from pytest_kdassert.core.atomic import write_text_atomic
-from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target
 from pytest_kdassert.core.loading import load_tokenizer, resolve_model_path, save_format_config
-from pytest_kdassert.core.records import read_examples
+from pytest_kdassert.core.records import load_examples
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,9 @@ class Stage:
 
 def tokenizer_texts(data_path: Path, fmt: InputFormatConfig, limit: int | None = None):
     """Model input texts and targets of a split: what the tokenizer must encode well."""
-    for count, example in enumerate(read_examples(data_path)):
-        if limit is not None and count >= limit:
-            return
-        yield example_source(example, fmt)
+    examples = load_examples(data_path, limit=limit)
+    for example, source in zip(examples, example_sources(examples, fmt), strict=True):
+        yield source
         yield build_target(example.assertion)
 
 

@@ -267,3 +267,31 @@ def test_checkpoints_of_other_settings_are_discarded(tmp_path):
     clear_stage(tmp_path, {"lr": 2})
     assert not (tmp_path / "checkpoints" / "checkpoint-2").exists()
     assert not stage_is_valid(tmp_path, {"lr": 1}, ())
+
+
+@pytest.mark.slow
+def test_format_v2_trains_on_inputs_with_exemplars(tmp_path):
+    """--exemplars 2: every stage sees inputs with in-project exemplars; the model says v2."""
+    data = write_dataset(tmp_path / "data")
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "-o", str(tmp_path / "runs"),
+                                       *TINY, "--exemplars", "2", "--max-source-tokens", "96"])
+    assert result.exit_code == 0, result.output
+    final = tmp_path / "runs" / "students" / "tiny-topk-a0.5-T2" / "final"
+    fmt = json.loads((final / "kdassert_format.json").read_text())
+    assert (fmt["version"], fmt["exemplars"], fmt["max_source_tokens"]) == (2, 2, 96)
+    _, tokenizer = load_seq2seq(final)
+    assert "<ExemplarSep>" in tokenizer.get_vocab()
+
+
+def test_v2_sources_hold_other_tests_assertions_of_the_project():
+    from distillation.sources import example_sources
+    from pytest_kdassert.core.input_format import EXEMPLAR_SEP, InputFormatConfig
+    from tests.train_data import make_examples
+
+    examples = make_examples(6)
+    sources = example_sources(examples, InputFormatConfig(version=2, exemplars=2))
+    for example, source in zip(examples, sources, strict=True):
+        assert source.count(EXEMPLAR_SEP) == 2
+        assert example.assertion not in source.split(EXEMPLAR_SEP, 1)[0]
+        own_test = example.test_name
+        assert f"def {own_test}(" not in source.split(EXEMPLAR_SEP, 1)[1]
