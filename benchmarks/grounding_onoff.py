@@ -62,7 +62,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distillation.mining.discover import find_test_functions
 from distillation.mining.sources import DEFAULT_CACHE_DIR
 from pytest_kdassert.core.assertions import (
     assertion_kind,
@@ -72,6 +71,7 @@ from pytest_kdassert.core.assertions import (
 from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.records import Example, read_examples
 from pytest_kdassert.core.source import flatten_statements
+from pytest_kdassert.core.testfuncs import find_test_functions
 from pytest_kdassert.grounding import grounding_site
 
 DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "click",

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from distillation.mining.discover import find_test_files, find_test_functions
+from distillation.mining.discover import find_test_files
 from distillation.mining.extract import ExtractConfig, extract_file
 from distillation.mining.symbols import ProjectIndex
 from pytest_kdassert.core.assertions import assertion_kind
 from pytest_kdassert.core.source import flatten_statements
+from pytest_kdassert.core.testfuncs import find_test_functions
 
 LABELS_ROOT = Path(__file__).parent / "fixtures" / "focal_labels"
 _LABEL = re.compile(r"#\s*focal:\s*(\S+)\s*$")

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillation.mining.discover import (
-    TestFunction,
-    find_test_functions,
     module_name,
     parse_source,
     read_source,
@@ -16,10 +14,11 @@ from distillation.mining.discover import (
 from distillation.mining.fixtures import conftest_fixture_types, module_fixture_types
 from distillation.mining.focal import TestScope, last_call_baseline
 from distillation.mining.symbols import ProjectIndex, import_table
-from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
+from pytest_kdassert.core.assertions import assertion_kind
 from pytest_kdassert.core.focal import Definition
 from pytest_kdassert.core.records import Example
-from pytest_kdassert.core.source import first_line, flatten_statements, mask_statement
+from pytest_kdassert.core.source import flatten_statements
+from pytest_kdassert.core.testfuncs import TestFunction, find_test_functions, masked_assertions
 
 _SETUP_NAMES = ("setUp", "setup_method", "setUpClass", "setup_class")
 
@@ -121,16 +120,12 @@ def _assigned_types(index: ProjectIndex, imports: dict[str, str], body: list[ast
 
 def _extract_test(scope: TestScope, test: TestFunction, lines: list[str], project: str,
                   test_file: str, config: ExtractConfig, result: FileResult) -> None:
-    positions = [pos for pos, stmt in enumerate(scope.statements)
-                 if assertion_kind(stmt) is not None and not is_placeholder_assert(stmt)]
-    if not config.min_assertions <= len(positions) <= config.max_assertions:
+    found = masked_assertions(test.node, lines, scope.statements, config.max_assertions)
+    if len(found) < config.min_assertions:
         return
     resolver = scope.resolver()
-    node = test.node
-    start = first_line(node)
-    for k, pos in enumerate(positions):
-        stmt = scope.statements[pos]
-        masked = mask_statement(lines, start, node.end_lineno, stmt, node.col_offset)
+    for k, assertion in enumerate(found):
+        stmt, masked, pos = assertion.statement, assertion.masked, assertion.position
         if masked is None:
             result.skipped_assertions += 1
             continue
