@@ -11,7 +11,6 @@ from pathlib import Path
 
 from distillation.mining.discover import (
     in_test_dir,
-    is_test_file,
     module_name,
     parse_source,
     read_source,
@@ -19,6 +18,7 @@ from distillation.mining.discover import (
 )
 from pytest_kdassert.core.focal import Definition
 from pytest_kdassert.core.source import definition_source
+from pytest_kdassert.core.testfuncs import is_test_file
 
 
 def import_table(tree: ast.Module, module: str, is_package: bool = False) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.source import first_line, flatten_statements, mask_statement
@@ -38,6 +39,14 @@ class MaskedAssertion:
     @property
     def text(self) -> str:
         return ast.unparse(self.statement)
+
+
+def is_test_file(path: Path) -> bool:
+    """pytest's default patterns: ``test_*.py`` and ``*_test.py`` (plus ``tests.py``)."""
+    name = path.name
+    return name.endswith(".py") and (
+        name.startswith("test_") or name.endswith("_test.py") or name == "tests.py"
+    )
 
 
 def is_test_def(node: ast.stmt) -> bool:
