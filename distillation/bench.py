@@ -63,6 +63,11 @@ class BenchConfig:
     similar other tests of the same project, searched in ``exemplar_pool``."""
     exemplar_pool: str | None = None
     """JSONL searched by the in-project rows (other tests of the same project); default ``data``."""
+    system_valid: str | None = None
+    """Validation JSONL: adds a ``system`` row per model (its beams and the adapted exemplars
+    under one ranker whose weights are fitted on this file only; see distillation.system)."""
+    system_valid_limit: int = 500
+    """Validation examples the system ranker is fitted on."""
 
     def __post_init__(self):
         if self.beams < 1 or self.batch_size < 1:
@@ -79,6 +84,9 @@ class BenchConfig:
             raise ConfigError("Nothing to benchmark: give --model, --teacher, --train or --in-project.")
         if self.exemplar_pool is not None and not self.in_project:
             raise ConfigError("--exemplar-pool is searched by the in-project rows: add --in-project.")
+        if self.system_valid is not None and not (self.in_project and self.models):
+            raise ConfigError("--system-valid ranks a model's beams with in-project exemplars: "
+                              "add --in-project and --model.")
         labels = [label for label, _ in model_rows(self)]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
@@ -210,6 +218,10 @@ def run_bench(config: BenchConfig) -> dict:
         rows.append(retrieval_row(config, examples))
     if config.in_project:
         rows.extend(in_project_rows(config, examples))
+    if config.system_valid:
+        from distillation.system import system_rows
+
+        rows.extend(system_rows(config, [r for r in rows if r.name != "teacher"], examples))
     report = build_report(config, examples, rows)
     if config.out:
         write_outputs(config, report, examples, rows)

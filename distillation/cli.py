@@ -276,15 +276,22 @@ def bundle_command(model, bench, row, out_dir, force, notes):
               help="Add the in-project retrieval rows (raw and names adapted): other tests of the same project.")
 @click.option("--exemplar-pool", type=click.Path(exists=True, dir_okay=False),
               help="JSONL the in-project rows search (default: --data), e.g. the whole test split.")
+@click.option("--system-valid", type=click.Path(exists=True, dir_okay=False),
+              help="Validation JSONL: add a 'system' row per model (its beams and the adapted "
+                   "exemplars under one ranker fitted on this file only). Needs --in-project.")
+@click.option("--system-valid-limit", default=500, show_default=True,
+              help="Validation examples the system ranker is fitted on.")
 def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
-                  memory, device, threads, in_project, exemplar_pool):
+                  memory, device, threads, in_project, exemplar_pool, system_valid,
+                  system_valid_limit):
     """Exact match, lenient match, BLEU, size and latency of models and baselines, side by side."""
     from distillation.bench import BenchConfig, format_table, run_bench
 
     config = BenchConfig(data=data, models=tuple(models), teacher=teacher, train=train, out=out,
                          limit=limit, beams=beams, batch_size=batch_size,
                          latency_examples=latency_examples, memory=memory, device=device,
-                         threads=threads, in_project=in_project, exemplar_pool=exemplar_pool)
+                         threads=threads, in_project=in_project, exemplar_pool=exemplar_pool,
+                         system_valid=system_valid, system_valid_limit=system_valid_limit)
     click.echo(format_table(run_bench(config)))
     click.echo(f"report: {out}")
 
