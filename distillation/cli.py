@@ -200,6 +200,7 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--vocab-size", type=int, help="Tokenizer vocabulary size.")
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
+@click.option("--run-name", help="Student directory under <out>/students (default: PRESET-MODE-aA-TT).")
 def train_command(config_path, **options):
     """Run the pipeline: tokenizer, teacher, teacher logits, student, `kdassert bench` on valid.jsonl.
 

@@ -26,6 +26,7 @@ from tests.train_data import write_dataset
 class FakeResult:
     student_dir: Path
     teacher_dir: Path
+    logits_dir: Path | None = None
 
 
 @pytest.fixture
@@ -61,12 +62,12 @@ def test_sweep_trains_each_point_once_and_resumes(tmp_path, fake_train):
     results = run_sweep(config)
     # alpha = 0 ignores T: one training run serves both of its points.
     assert fake_train == [(0.0, 1.0), (0.5, 1.0), (0.5, 2.0)]
-    assert set(results["points"]) == {"a0-T1", "a0-T2", "a0.5-T1", "a0.5-T2"}
-    assert results["points"]["a0-T2"]["shared_with"] == "a0-T1"
-    assert results["points"]["a0-T2"]["temperature"] == 2.0
-    point = results["points"]["a0.5-T2"]
+    assert set(results["points"]) == {f"tiny-topk-k32-int8-a{a}-T{t}" for a in (0, 0.5) for t in (1, 2)}
+    assert results["points"]["tiny-topk-k32-int8-a0-T2"]["shared_with"] == "tiny-topk-k32-int8-a0-T1"
+    assert results["points"]["tiny-topk-k32-int8-a0-T2"]["temperature"] == 2.0
+    point = results["points"]["tiny-topk-k32-int8-a0.5-T2"]
     assert point["examples"] == 2 and 0.0 <= point["metrics"]["exact_match"] <= 1.0
-    assert point["model_dir"].endswith("tiny-topk-a0.5-T2/final")
+    assert point["model_dir"].endswith("tiny-topk-k32-int8-a0.5-T2/final")
     assert results["teacher"]["examples"] == 2 and len(results["teacher"]["top1"]) == 2
     assert all(0.0 <= p["metrics"]["agreement_with_teacher"] <= 1.0 for p in results["points"].values())
     on_disk = json.loads((tmp_path / "runs" / "sweep.json").read_text())
@@ -178,11 +179,11 @@ def test_real_tiny_sweep_through_the_pipeline(tmp_path):
                        max_source_tokens=64, max_target_tokens=8)
     results = run_sweep(SweepConfig(base=base, alphas=(0.0, 0.5), temperatures=(2.0,), bench_limit=2,
                                     beams=1, latency_examples=0))
-    assert sorted(results["points"]) == ["a0-T2", "a0.5-T2"]
+    assert sorted(results["points"]) == ["tiny-topk-k4-int8-a0-T2", "tiny-topk-k4-int8-a0.5-T2"]
     students = sorted(p.name for p in (tmp_path / "runs" / "students").iterdir())
-    assert students == ["tiny-topk-a0-T2", "tiny-topk-a0.5-T2"]
+    assert students == ["tiny-topk-k4-int8-a0-T2", "tiny-topk-k4-int8-a0.5-T2"]
     assert results["teacher"]["model_dir"].endswith("teacher/final")
-    assert results["points"]["a0.5-T2"]["size"]["parameters"] > 1000
+    assert results["points"]["tiny-topk-k4-int8-a0.5-T2"]["size"]["parameters"] > 1000
     paths = make_plots(PlotConfig(sweep=str(tmp_path / "runs" / "sweep.json"), out_dir=str(tmp_path / "p")))
     assert all(_png_size(p) == (800, 500) for p in paths)
 
