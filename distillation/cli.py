@@ -296,8 +296,12 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
               help="Comma-separated alphas.")
 @click.option("--temperature", "temperatures", default="0.5,1,2,4", show_default=True,
               help="Comma-separated temperatures.")
+@click.option("--student", "students", default=None,
+              help="Comma-separated student presets or model directories (default: the config's).")
+@click.option("--store", "stores", default=None,
+              help="Comma-separated teacher signals: online, quantized-BITSbit, topk-kK-DTYPE, e.g. "
+                   "online,quantized-8bit,topk-k32-int8 (default: the config's).")
 @click.option("--teacher", help="Teacher preset or model directory.")
-@click.option("--student", help="Student preset.")
 @click.option("--max-steps", type=int, help="Student optimizer steps per point.")
 @click.option("--teacher-max-steps", type=int)
 @click.option("--epochs", type=float)
@@ -309,21 +313,29 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--latency-examples", default=20, show_default=True,
               help="Examples timed per point (greedy, batch 1, one thread; 0: skip).")
 @click.option("--results", help="Results cache (default: <out>/sweep.json).")
-def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, teacher, student, max_steps,
-                  teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
+def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students, stores, teacher,
+                  max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
                   latency_examples, results):
-    """Train and benchmark an alpha x temperature grid; finished points are skipped."""
+    """Train and benchmark a student x teacher signal x alpha x T grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
     from distillation.sweep import SweepConfig, run_sweep
+    from distillation.sweep_report import sweep_table
 
     base = load_train_config(config_path, data_dir=data_dir, out_dir=out_dir, teacher=teacher,
-                             student=student, max_steps=max_steps, teacher_max_steps=teacher_max_steps,
+                             max_steps=max_steps, teacher_max_steps=teacher_max_steps,
                              epochs=epochs, batch_size=batch_size, bench_limit=0)
     config = SweepConfig(base=base, alphas=_floats(alphas), temperatures=_floats(temperatures),
+                         students=_names(students), stores=_names(stores),
                          bench_data=bench_data, bench_limit=bench_limit, beams=beams,
                          latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
+    click.echo(sweep_table(summary))
     click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """``a, b`` -> ("a", "b"); None (option not given) -> ()."""
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
 
 @main.command("plot")

@@ -199,3 +199,40 @@ def test_sweep_cli_with_toml_config(tmp_path, fake_train):
     assert "2 grid points" in result.output and fake_train == [(0.5, 1.0), (0.5, 2.0)]
     bad = CliRunner().invoke(main, ["sweep", "--data", str(data), "--alpha", "x"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+
+
+def test_version_1_results_resume_under_run_name_keys(tmp_path, fake_train):
+    """A sweep.json of the alpha x T sweep (keys ``a0.5-T1``) is upgraded, not redone."""
+    from distillation.sweep import _config_dict
+
+    config = _sweep_config(tmp_path, alphas=(0.0, 0.5), temperatures=(1.0,))
+    old_config = _config_dict(config)
+    old = {"version": 1, "config": json.loads(json.dumps(old_config)), "teacher": None, "points": {
+        "a0-T1": {"alpha": 0.0, "temperature": 1.0, "metrics": {"exact_match": 0.25}},
+        "a0-T2": {"alpha": 0.0, "temperature": 2.0, "metrics": {"exact_match": 0.25}, "shared_with": "a0-T1"},
+        "a0.5-T1": {"alpha": 0.5, "temperature": 1.0, "metrics": {"exact_match": 0.5}}}}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "sweep.json").write_text(json.dumps(old))
+    results = run_sweep(config)
+    assert fake_train == []  # both points of the grid were done
+    assert results["version"] == 2 and sorted(results["points"]) == [
+        "tiny-topk-k32-int8-a0-T1", "tiny-topk-k32-int8-a0-T2", "tiny-topk-k32-int8-a0.5-T1"]
+    point = results["points"]["tiny-topk-k32-int8-a0-T2"]
+    assert point["shared_with"] == "tiny-topk-k32-int8-a0-T1" and point["store"] == "topk-k32-int8"
+    assert results["points"]["tiny-topk-k32-int8-a0.5-T1"]["metrics"]["exact_match"] == 0.5
+
+
+def test_sweep_cli_grid_of_stores_and_students(tmp_path, fake_train):
+    data = write_dataset(tmp_path / "data", train=8, valid=3)
+    args = ["sweep", "--data", str(data), "-o", str(tmp_path / "runs"), "--teacher", "tiny",
+            "--alpha", "0.5", "--temperature", "1", "--bench-limit", "1", "--beams", "1",
+            "--latency-examples", "0"]
+    result = CliRunner().invoke(main, [*args, "--student", "tiny, student-mini",
+                                       "--store", "online,quantized-4bit"])
+    assert result.exit_code == 0, result.output
+    assert "4 grid points" in result.output and "vs " in result.output  # the report table
+    keys = json.loads((tmp_path / "runs" / "sweep.json").read_text())["points"]
+    assert sorted(keys) == ["student-mini-online-a0.5-T1", "student-mini-quantized-4bit-a0.5-T1",
+                            "tiny-online-a0.5-T1", "tiny-quantized-4bit-a0.5-T1"]
+    bad = CliRunner().invoke(main, [*args, "--store", "topk-k32"])
+    assert bad.exit_code == 1 and "Unknown teacher signal 'topk-k32'" in bad.output
