@@ -313,9 +313,11 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--latency-examples", default=20, show_default=True,
               help="Examples timed per point (greedy, batch 1, one thread; 0: skip).")
 @click.option("--results", help="Results cache (default: <out>/sweep.json).")
+@click.option("--reference", help="Point the printed table tests every row against (exact McNemar "
+                                  "on exact match; default: the best point).")
 def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students, stores, teacher,
                   max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
-                  latency_examples, results):
+                  latency_examples, results, reference):
     """Train and benchmark a student x teacher signal x alpha x T grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
     from distillation.sweep import SweepConfig, run_sweep
@@ -329,7 +331,10 @@ def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students
                          bench_data=bench_data, bench_limit=bench_limit, beams=beams,
                          latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
-    click.echo(sweep_table(summary))
+    if reference is not None and reference not in summary["points"]:
+        raise click.BadParameter(f"no point {reference!r}; the points are {', '.join(summary['points'])}",
+                                 param_hint="--reference")
+    click.echo(sweep_table(summary, reference=reference))
     click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
 
 

@@ -6,8 +6,8 @@ x temperature; an axis left empty is the base configuration's one value. Trainin
 each logit store across grid points. Each finished point's benchmark (quality with per-example
 correctness, size, latency), its store's size and its training time are written to the results
 JSON at once, so an interrupted sweep resumes where it stopped. A point's key is also its
-student's run name (``student-topk-k32-int8-a0.5-T2``). Alpha = 0 ignores the temperature and the teacher signal,
-so the alpha = 0 points of one student share one training run.
+student's run name (``student-topk-k32-int8-a0.5-T2``). Alpha = 0 ignores the temperature and
+the teacher signal, so the alpha = 0 points of one student share one training run.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ class SweepConfig:
                 raise ConfigError(f"Unknown student {student!r}: give a preset ({', '.join(PRESETS)}) "
                                   "or a model directory.")
         for point in grid(self):
-            self.train_config(point)  # DistillConfig validates each point
+            train_config = self.train_config(point)  # DistillConfig validates each point
+            if train_config.distill.store_name() != point.store:
+                raise ConfigError(f"Write the teacher signal {point.store!r} as "
+                                  f"{train_config.distill.store_name()!r}, the name of its store.")
 
     def train_config(self, point: GridPoint) -> TrainConfig:
         """The training configuration of one grid point; its student directory is its key."""
@@ -109,7 +112,7 @@ def point_key(student: str, store: str, alpha: float, temperature: float) -> str
 
 
 def grid(config: SweepConfig) -> list[GridPoint]:
-    """Every point, student by student and store by store (so each store is built once, early)."""
+    """Every point, student by student, then store by store, alpha by alpha, T by T."""
     students = config.students or (config.base.student,)
     stores = config.stores or (config.base.distill.store_name(),)
     return [GridPoint(student, store, a, t) for student in students for store in stores

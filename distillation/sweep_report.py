@@ -88,13 +88,16 @@ def sweep_table(results: dict, metric: str = "exact_match", reference: str | Non
             "exact [95% CI]", "lenient [95% CI]", "agrees T", f"vs {reference or '-'} (McNemar p)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [("teacher", results["teacher"])] if results.get("teacher") else []
-    for key, row in rows + list(results.get("points", {}).items()):
+    rows += [(k, p) for k, p in results.get("points", {}).items() if not p.get("shared_with")]
+    for key, row in rows:
         versus = "reference" if key == reference else _versus(row, ref_row, metric, level)
         lines.append("| " + " | ".join([key, *_cells(row), versus]) + " |")
-    n = next((row.get("examples") for _, row in rows + list(results.get("points", {}).items())), None)
+    shared = len(results.get("points", {})) - len(rows) + bool(results.get("teacher"))
+    n = next((row.get("examples") for _, row in rows), None)
     lines.append(f"\n{n} examples; intervals: Wilson 95%; (+a / -b): examples only this row / only "
                  f"the reference gets right ({metric}); a row differs from the reference only when "
-                 f"the exact McNemar test on them gives p < {level:g}.")
+                 f"the exact McNemar test on them gives p < {level:g}."
+                 + (f" {shared} alpha = 0 points share a row above (same run)." if shared else ""))
     return "\n".join(lines)
 
 

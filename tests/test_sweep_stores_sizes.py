@@ -63,6 +63,8 @@ def test_grid_names_every_point_by_student_store_alpha_and_t(tmp_path):
         SweepConfig(base=_base(tmp_path), students=("huge",))
     with pytest.raises(ConfigError, match="Unknown teacher signal"):
         SweepConfig(base=_base(tmp_path), stores=("fp32",))
+    with pytest.raises(ConfigError, match="as 'topk-k8-int8'"):  # one name per store
+        SweepConfig(base=_base(tmp_path), stores=("topk-k08-int8",))
 
 
 def _counting_run_train(monkeypatch) -> list[str]:
