@@ -155,8 +155,9 @@ def _metric_lines(ax, points, metrics, x_key):
     for metric, color in zip(metrics, colors, strict=True):
         xs = [p[x_key] for p in points]
         ys = [p["metrics"].get(metric) for p in points]
-        ax.plot(xs, ys, marker="o", color=color, label=LABELS[metric])
         band = ci_band(points, metric)
+        ax.plot(xs, ys, marker="o", color=color,
+                label=LABELS[metric] + (" (band: 95% CI)" if band else ""))
         if band is not None:
             ax.fill_between(xs, *band, color=color, alpha=0.15, linewidth=0)
     return colors
@@ -207,7 +208,7 @@ def plot_vs_alpha(results: dict, config: PlotConfig, path: Path) -> Path | None:
         return None
     fig, ax = _plot_slice(results, config, series, "alpha")
     return _finish(fig, ax, config, path, "alpha (weight of the teacher's soft targets)",
-                   f"Student quality vs alpha (T = {temperature:g})")
+                   f"Student quality vs alpha (T = {temperature:g}{_run_of(series)})")
 
 
 def plot_vs_temperature(results: dict, config: PlotConfig, path: Path) -> Path | None:
@@ -221,7 +222,13 @@ def plot_vs_temperature(results: dict, config: PlotConfig, path: Path) -> Path |
     ax.set_xticks([p["temperature"] for p in series], [f"{p['temperature']:g}" for p in series])
     ax.minorticks_off()
     return _finish(fig, ax, config, path, "temperature T (log scale)",
-                   f"Student quality vs temperature (alpha = {alpha:g})")
+                   f"Student quality vs temperature (alpha = {alpha:g}{_run_of(series)})")
+
+
+def _run_of(series: list[dict]) -> str:
+    """``, student, topk-k32-int8``: the student and store of a slice (sweeps since version 2)."""
+    point = series[0]
+    return f", {point['student']}, {point['store']}" if point.get("store") else ""
 
 
 def size_rows(report_paths: list[str]) -> list[dict]:

@@ -80,37 +80,46 @@ def reference_key(results: dict, metric: str = "exact_match") -> str | None:
 
 def sweep_table(results: dict, metric: str = "exact_match", reference: str | None = None,
                 level: float = LEVEL) -> str:
-    """One Markdown row per point (the teacher first): quality with 95% CIs, the paired test
-    against ``reference`` on ``metric``, store size, training time, size and latency."""
+    """One Markdown row per training run (the teacher first): store size, training time, size,
+    latency, and strict and lenient exact match with 95% CIs, each tested against
+    ``reference`` (default: the best point by ``metric``)."""
     reference = reference or reference_key(results, metric)
     ref_row = results.get("points", {}).get(reference)
     head = ["row", "signal", "B/token", "store MB", "train s", "params", "disk MB", "p50 ms",
-            "exact [95% CI]", "lenient [95% CI]", "agrees T", f"vs {reference or '-'} (McNemar p)"]
+            "exact [95% CI]", "exact vs ref", "lenient [95% CI]", "lenient vs ref", "agrees T"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [("teacher", results["teacher"])] if results.get("teacher") else []
-    rows += [(k, p) for k, p in results.get("points", {}).items() if not p.get("shared_with")]
+    rows += sorted(((k, p) for k, p in results.get("points", {}).items() if not p.get("shared_with")),
+                   key=lambda item: _order(item[1]))
     for key, row in rows:
-        versus = "reference" if key == reference else _versus(row, ref_row, metric, level)
-        lines.append("| " + " | ".join([key, *_cells(row), versus]) + " |")
+        quality = []
+        for name in ("exact_match", "lenient_match"):
+            versus = "reference" if key == reference else _versus(row, ref_row, name, level)
+            quality += [_with_ci(row, name), versus]
+        agrees = _fmt((row.get("metrics") or {}).get("agreement_with_teacher"), "{:.3f}")
+        lines.append("| " + " | ".join([key, *_cells(row), *quality, agrees]) + " |")
     shared = len(results.get("points", {})) - len(rows) + bool(results.get("teacher"))
     n = next((row.get("examples") for _, row in rows), None)
-    lines.append(f"\n{n} examples; intervals: Wilson 95%; (+a / -b): examples only this row / only "
-                 f"the reference gets right ({metric}); a row differs from the reference only when "
-                 f"the exact McNemar test on them gives p < {level:g}."
+    lines.append(f"\n{n} examples; ref = {reference}. Intervals: Wilson 95%. \"vs ref\": exact "
+                 f"McNemar p on the paired per-example outcomes, (+a / -b) = examples only this row "
+                 f"/ only the reference gets right; \"differs\" only when p < {level:g}."
                  + (f" {shared} alpha = 0 points share a row above (same run)." if shared else ""))
     return "\n".join(lines)
+
+
+def _order(row: dict) -> tuple:
+    """Smaller students first, then alpha, T, and the bytes per token of the signal."""
+    return ((row.get("size") or {}).get("parameters") or 0, row.get("alpha", 0),
+            row.get("temperature", 0), bytes_per_token(row) or 0)
 
 
 def _cells(row: dict) -> list[str]:
     signal, size = row.get("signal") or {}, row.get("size") or {}
     latency = (row.get("speed") or {}).get("cpu_latency_1thread") or {}
-    metrics = row.get("metrics") or {}
     name = signal.get("name", "-") + ("" if signal.get("used", True) else " (unused, alpha 0)")
     return [name, _fmt(bytes_per_token(row), "{:,.0f}"), _mb(signal.get("disk_bytes")),
             _fmt(row.get("train_seconds"), "{:.1f}"), _fmt(size.get("parameters"), "{:,}"),
-            _mb(size.get("disk_bytes")), _fmt(latency.get("p50_ms"), "{:.1f}"),
-            _with_ci(row, "exact_match"), _with_ci(row, "lenient_match"),
-            _fmt(metrics.get("agreement_with_teacher"), "{:.3f}")]
+            _mb(size.get("disk_bytes")), _fmt(latency.get("p50_ms"), "{:.1f}")]
 
 
 def bytes_per_token(row: dict) -> float | None:
@@ -126,8 +135,8 @@ def _versus(row: dict, ref_row: dict | None, metric: str, level: float) -> str:
     result = None if ref_row is None else compare(row, ref_row, metric)
     if result is None:
         return "-"
-    verdict = "differs" if result.differs(level) else "no significant difference"
-    return f"{result.p_value:.3g}: {verdict} (+{result.only_a} / -{result.only_b})"
+    verdict = "differs" if result.differs(level) else "no sig. difference"
+    return f"p={result.p_value:.3g} {verdict} (+{result.only_a} / -{result.only_b})"
 
 
 def _with_ci(row: dict, metric: str) -> str:

@@ -166,12 +166,12 @@ def test_table_calls_a_difference_only_when_the_paired_test_does():
     assert compare(results["points"]["far"], results["points"]["best"]).p_value == 2 / 4096
     table = sweep_table(results)
     lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert lines["best"].endswith("| reference |")
-    assert "0.000488: differs (+0 / -12)" in lines["far"]
-    assert "0.5: no significant difference (+0 / -2)" in lines["near"]
-    assert "1: no significant difference (+6 / -6)" in lines["swapped"]
-    assert "0.600 [0.387, 0.781]" in lines["best"]  # 12 of 20, Wilson 95%
-    assert "20 examples" in table
+    assert lines["best"].startswith("| best | - |") and "| reference |" in lines["best"]
+    assert "| p=0.000488 differs (+0 / -12) |" in lines["far"]
+    assert "| p=0.5 no sig. difference (+0 / -2) |" in lines["near"]
+    assert "| p=1 no sig. difference (+6 / -6) |" in lines["swapped"]
+    assert "| 0.600 [0.387, 0.781] |" in lines["best"]  # 12 of 20, Wilson 95%
+    assert "20 examples; ref = best" in table
 
 
 def test_intervals_and_comparisons_need_matching_outcomes():
