@@ -236,7 +236,7 @@ def test_sweep_cli_grid_of_stores_and_students(tmp_path, fake_train):
                             "tiny-online-a0.5-T1", "tiny-quantized-4bit-a0.5-T1"]
     again = CliRunner().invoke(main, [*args, "--student", "tiny", "--store", "online,quantized-4bit",
                                       "--reference", "tiny-online-a0.5-T1"])
-    assert again.exit_code == 0 and "vs tiny-online-a0.5-T1" in again.output and len(fake_train) == 4
+    assert again.exit_code == 0 and "ref = tiny-online-a0.5-T1" in again.output and len(fake_train) == 4
     unknown = CliRunner().invoke(main, [*args, "--reference", "nope"])
     assert unknown.exit_code == 2 and "no point 'nope'" in unknown.output
     bad = CliRunner().invoke(main, [*args, "--store", "topk-k32"])
