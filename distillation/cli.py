@@ -203,6 +203,7 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
               help="In-project exemplars per input (0: input format v1; k: v2 with k).")
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
+@click.option("--run-name", help="Student directory under <out>/students (default: PRESET-MODE-aA-TT).")
 def train_command(config_path, **options):
     """Run the pipeline: tokenizer, teacher, teacher logits, student, `kdassert bench` on valid.jsonl.
 
@@ -305,8 +306,12 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
               help="Comma-separated alphas.")
 @click.option("--temperature", "temperatures", default="0.5,1,2,4", show_default=True,
               help="Comma-separated temperatures.")
+@click.option("--student", "students", default=None,
+              help="Comma-separated student presets or model directories (default: the config's).")
+@click.option("--store", "stores", default=None,
+              help="Comma-separated teacher signals: online, quantized-BITSbit, topk-kK-DTYPE, e.g. "
+                   "online,quantized-8bit,topk-k32-int8 (default: the config's).")
 @click.option("--teacher", help="Teacher preset or model directory.")
-@click.option("--student", help="Student preset.")
 @click.option("--max-steps", type=int, help="Student optimizer steps per point.")
 @click.option("--teacher-max-steps", type=int)
 @click.option("--epochs", type=float)
@@ -318,21 +323,34 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--latency-examples", default=20, show_default=True,
               help="Examples timed per point (greedy, batch 1, one thread; 0: skip).")
 @click.option("--results", help="Results cache (default: <out>/sweep.json).")
-def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, teacher, student, max_steps,
-                  teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
-                  latency_examples, results):
-    """Train and benchmark an alpha x temperature grid; finished points are skipped."""
+@click.option("--reference", help="Point the printed table tests every row against (exact McNemar "
+                                  "on exact match; default: the best point).")
+def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students, stores, teacher,
+                  max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
+                  latency_examples, results, reference):
+    """Train and benchmark a student x teacher signal x alpha x T grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
     from distillation.sweep import SweepConfig, run_sweep
+    from distillation.sweep_report import sweep_table
 
     base = load_train_config(config_path, data_dir=data_dir, out_dir=out_dir, teacher=teacher,
-                             student=student, max_steps=max_steps, teacher_max_steps=teacher_max_steps,
+                             max_steps=max_steps, teacher_max_steps=teacher_max_steps,
                              epochs=epochs, batch_size=batch_size, bench_limit=0)
     config = SweepConfig(base=base, alphas=_floats(alphas), temperatures=_floats(temperatures),
+                         students=_names(students), stores=_names(stores),
                          bench_data=bench_data, bench_limit=bench_limit, beams=beams,
                          latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
+    if reference is not None and reference not in summary["points"]:
+        raise click.BadParameter(f"no point {reference!r}; the points are {', '.join(summary['points'])}",
+                                 param_hint="--reference")
+    click.echo(sweep_table(summary, reference=reference))
     click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """``a, b`` -> ("a", "b"); None (option not given) -> ()."""
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
 
 @main.command("plot")

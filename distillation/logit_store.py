@@ -59,6 +59,20 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def store_stats(directory) -> dict:
+    """Size of a finished store, from its manifest (no checksums read): bytes per target token
+    of a row, bytes on disk (every file of the directory), tokens and examples."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{directory} holds no complete logit store (no {MANIFEST}); run `kdassert logits`.")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    disk = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    return {"mode": manifest["mode"], "vocab_size": manifest["vocab_size"],
+            "bytes_per_token": make_codec(manifest).row_bytes, "disk_bytes": disk,
+            "num_tokens": manifest["num_tokens"], "num_examples": manifest["num_examples"]}
+
+
 class ShardWriter:
     """Streams fixed-size rows into one ``.npy`` shard whose shape is known up front."""
 

@@ -5,7 +5,7 @@ Layout under ``out_dir``::
     tokenizer/                               byte-level BPE (shared)
     teacher/final/, teacher/checkpoints/     teacher trained on hard labels (shared)
     logits/topk-k32-int8/                    logit store of the train split (shared per mode)
-    students/student-topk-a0.5-T2/final/     one directory per (preset, mode, alpha, T)
+    students/student-topk-a0.5-T2/final/     one directory per (preset, mode, alpha, T), or run_name
     students/student-topk-a0.5-T2/bench/     ``kdassert bench`` report on the validation split
 
 Every stage is cached (:class:`distillation.stages.Stage`), so a sweep that calls ``run_train``
@@ -78,10 +78,16 @@ class TrainConfig:
     """Validation examples in the final benchmark (``kdassert bench``'s report); 0 disables it."""
     bench_beams: int = 5
     """Beam width of that benchmark."""
+    run_name: str | None = None
+    """The student's directory under ``students/`` (default: ``student_name()``'s
+    preset-mode-aA-TT, e.g. ``student-topk-a0.5-T2``); ``kdassert sweep`` names every store."""
 
     def __post_init__(self):
         if self.bench_limit < 0:
             raise ConfigError(f"bench_limit must be >= 0, got {self.bench_limit}")
+        if self.run_name is not None and (not self.run_name.strip() or "/" in self.run_name
+                                          or self.run_name in (".", "..")):
+            raise ConfigError(f"run_name must be a plain directory name, got {self.run_name!r}")
         self.input_format()  # validates the token budgets
         self.optim(student=True)
 
@@ -97,9 +103,12 @@ class TrainConfig:
             seed=self.seed, bf16=self.bf16, eval_steps=self.eval_steps,
         )
 
+    def student_label(self) -> str:
+        """The student preset, or the name of the model directory it starts from."""
+        return self.student if self.student in PRESETS else Path(self.student).name
+
     def student_name(self) -> str:
-        base = self.student if self.student in PRESETS else Path(self.student).name
-        return f"{base}-{self.distill.tag()}"
+        return self.run_name or f"{self.student_label()}-{self.distill.tag()}"
 
     def with_distill(self, **changes) -> TrainConfig:
         """This config with some distillation settings changed (a sweep's grid point)."""

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,10 +59,19 @@ def stage_is_valid(directory: Path, resolved: dict, required: tuple[str, ...]) -
     return recorded.get("hash") == config_hash(resolved) and all((directory / r).exists() for r in required)
 
 
-def mark_stage(directory: Path, resolved: dict) -> None:
-    """Record the resolved config beside the output; written last, so it marks completion."""
-    payload = {"hash": config_hash(resolved), "config": resolved}
+def mark_stage(directory: Path, resolved: dict, seconds: float | None = None) -> None:
+    """Record the resolved config beside the output; written last, so it marks completion.
+    ``seconds``: wall time of the work that made the output (of the last session, if resumed)."""
+    payload = {"hash": config_hash(resolved), "config": resolved, "seconds": seconds}
     write_text_atomic(directory / STAGE_FILE, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def stage_seconds(directory: Path) -> float | None:
+    """Wall time recorded when the stage in ``directory`` ran (None: unknown, or never ran)."""
+    try:
+        return json.loads((directory / STAGE_FILE).read_text(encoding="utf-8")).get("seconds")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def clear_stage(directory: Path, resolved: dict | None = None) -> None:
@@ -107,8 +117,9 @@ class Stage:
             logger.info("%s: cached in %s", self.name, self.directory)
         else:
             clear_stage(self.directory, self.resolved if self.resumable else None)
+            start = time.perf_counter()
             work()
-            mark_stage(self.directory, self.resolved)
+            mark_stage(self.directory, self.resolved, time.perf_counter() - start)
         return self.hash
 
 

@@ -7,6 +7,7 @@ launch`` / ``torchrun``) come from the library: nothing here is specific to one 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +109,34 @@ class DistillConfig:
         return self.alpha > 0 and self.logits_mode == "online"
 
     def store_name(self) -> str:
-        """Directory name of the logit store these settings read."""
+        """Directory name of the logit store these settings read; ``online`` when there is none.
+        :func:`signal_settings` reads it back."""
         if self.logits_mode == "topk":
             return f"topk-k{self.topk}-{self.topk_dtype}"
-        return f"quantized-{self.bits}bit"
+        if self.logits_mode == "quantized":
+            return f"quantized-{self.bits}bit"
+        return "online"
 
     def tag(self) -> str:
         """``topk-a0.5-T2``: the part of a student's run name these settings decide."""
         return f"{self.logits_mode}-a{self.alpha:g}-T{self.temperature:g}"
+
+
+_SIGNAL_NAME = re.compile(r"online|quantized-(?P<bits>\d+)bit|topk-k(?P<k>\d+)-(?P<dtype>\w+)")
+
+
+def signal_settings(name: str) -> dict:
+    """The :class:`DistillConfig` fields a store name sets (the inverse of ``store_name``):
+    ``online``, ``quantized-8bit``, ``topk-k32-int8``. Values are validated by DistillConfig."""
+    match = _SIGNAL_NAME.fullmatch(name.strip())
+    if match is None:
+        raise ConfigError(f"Unknown teacher signal {name!r}: use online, quantized-BITSbit "
+                          "(e.g. quantized-8bit) or topk-kK-DTYPE (e.g. topk-k32-int8).")
+    if match["bits"]:
+        return {"logits_mode": "quantized", "bits": int(match["bits"])}
+    if match["k"]:
+        return {"logits_mode": "topk", "topk": int(match["k"]), "topk_dtype": match["dtype"]}
+    return {"logits_mode": "online"}
 
 
 FINE_TUNE = DistillConfig(alpha=0.0)

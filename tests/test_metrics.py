@@ -13,11 +13,13 @@ from distillation.metrics import (
     exact_match,
     lenient_match,
     levenshtein,
+    mcnemar_exact,
     parses,
     percentile,
     sentence_bleu,
     token_prf,
     top_k_exact,
+    wilson_interval,
 )
 
 
@@ -111,3 +113,33 @@ def test_percentile_interpolates():
     assert percentile([5.0], 95) == 5.0
     assert percentile(list(range(101)), 95) == 95
     assert math.isnan(percentile([], 50))
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    low, high = wilson_interval(0, 100)  # not the empty interval of the normal approximation
+    assert low == 0.0 and round(high, 4) == 0.037
+    low, high = wilson_interval(100, 100)
+    assert round(low, 4) == 0.963 and high == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    narrow, wide = wilson_interval(50, 500), wilson_interval(5, 50)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]  # more examples, tighter interval
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_mcnemar_exact_counts_only_discordant_pairs():
+    # 6 examples right in b alone, none in a alone: p = 2 * 0.5**6.
+    a = [True] * 10 + [False] * 6
+    b = [True] * 10 + [True] * 6
+    assert mcnemar_exact(a, b) == 2 / 64 and mcnemar_exact(b, a) == 2 / 64
+    # 1 vs 5: p = 2 * (C(6,0) + C(6,1)) / 2**6, and concordant pairs change nothing.
+    a = [True, False, False, False, False, False]
+    b = [False, True, True, True, True, True]
+    assert mcnemar_exact(a, b) == 2 * 7 / 64
+    assert mcnemar_exact(a + [True] * 50 + [False] * 50, b + [True] * 50 + [False] * 50) == 2 * 7 / 64
+    assert mcnemar_exact([True, False], [True, False]) == 1.0  # no discordant pair
+    assert mcnemar_exact([True, False, True], [False, True, False]) == 1.0  # capped at 1
+    with pytest.raises(ValueError, match="length"):
+        mcnemar_exact([True], [True, False])

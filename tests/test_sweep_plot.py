@@ -26,6 +26,7 @@ from tests.train_data import write_dataset
 class FakeResult:
     student_dir: Path
     teacher_dir: Path
+    logits_dir: Path | None = None
 
 
 @pytest.fixture
@@ -61,12 +62,12 @@ def test_sweep_trains_each_point_once_and_resumes(tmp_path, fake_train):
     results = run_sweep(config)
     # alpha = 0 ignores T: one training run serves both of its points.
     assert fake_train == [(0.0, 1.0), (0.5, 1.0), (0.5, 2.0)]
-    assert set(results["points"]) == {"a0-T1", "a0-T2", "a0.5-T1", "a0.5-T2"}
-    assert results["points"]["a0-T2"]["shared_with"] == "a0-T1"
-    assert results["points"]["a0-T2"]["temperature"] == 2.0
-    point = results["points"]["a0.5-T2"]
+    assert set(results["points"]) == {f"tiny-topk-k32-int8-a{a}-T{t}" for a in (0, 0.5) for t in (1, 2)}
+    assert results["points"]["tiny-topk-k32-int8-a0-T2"]["shared_with"] == "tiny-topk-k32-int8-a0-T1"
+    assert results["points"]["tiny-topk-k32-int8-a0-T2"]["temperature"] == 2.0
+    point = results["points"]["tiny-topk-k32-int8-a0.5-T2"]
     assert point["examples"] == 2 and 0.0 <= point["metrics"]["exact_match"] <= 1.0
-    assert point["model_dir"].endswith("tiny-topk-a0.5-T2/final")
+    assert point["model_dir"].endswith("tiny-topk-k32-int8-a0.5-T2/final")
     assert results["teacher"]["examples"] == 2 and len(results["teacher"]["top1"]) == 2
     assert all(0.0 <= p["metrics"]["agreement_with_teacher"] <= 1.0 for p in results["points"].values())
     on_disk = json.loads((tmp_path / "runs" / "sweep.json").read_text())
@@ -178,11 +179,11 @@ def test_real_tiny_sweep_through_the_pipeline(tmp_path):
                        max_source_tokens=64, max_target_tokens=8)
     results = run_sweep(SweepConfig(base=base, alphas=(0.0, 0.5), temperatures=(2.0,), bench_limit=2,
                                     beams=1, latency_examples=0))
-    assert sorted(results["points"]) == ["a0-T2", "a0.5-T2"]
+    assert sorted(results["points"]) == ["tiny-topk-k4-int8-a0-T2", "tiny-topk-k4-int8-a0.5-T2"]
     students = sorted(p.name for p in (tmp_path / "runs" / "students").iterdir())
-    assert students == ["tiny-topk-a0-T2", "tiny-topk-a0.5-T2"]
+    assert students == ["tiny-topk-k4-int8-a0-T2", "tiny-topk-k4-int8-a0.5-T2"]
     assert results["teacher"]["model_dir"].endswith("teacher/final")
-    assert results["points"]["a0.5-T2"]["size"]["parameters"] > 1000
+    assert results["points"]["tiny-topk-k4-int8-a0.5-T2"]["size"]["parameters"] > 1000
     paths = make_plots(PlotConfig(sweep=str(tmp_path / "runs" / "sweep.json"), out_dir=str(tmp_path / "p")))
     assert all(_png_size(p) == (800, 500) for p in paths)
 
@@ -198,3 +199,45 @@ def test_sweep_cli_with_toml_config(tmp_path, fake_train):
     assert "2 grid points" in result.output and fake_train == [(0.5, 1.0), (0.5, 2.0)]
     bad = CliRunner().invoke(main, ["sweep", "--data", str(data), "--alpha", "x"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+
+
+def test_version_1_results_resume_under_run_name_keys(tmp_path, fake_train):
+    """A sweep.json of the alpha x T sweep (keys ``a0.5-T1``) is upgraded, not redone."""
+    from distillation.sweep import _config_dict
+
+    config = _sweep_config(tmp_path, alphas=(0.0, 0.5), temperatures=(1.0,))
+    old_config = _config_dict(config)
+    old = {"version": 1, "config": json.loads(json.dumps(old_config)), "teacher": None, "points": {
+        "a0-T1": {"alpha": 0.0, "temperature": 1.0, "metrics": {"exact_match": 0.25}},
+        "a0-T2": {"alpha": 0.0, "temperature": 2.0, "metrics": {"exact_match": 0.25}, "shared_with": "a0-T1"},
+        "a0.5-T1": {"alpha": 0.5, "temperature": 1.0, "metrics": {"exact_match": 0.5}}}}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "sweep.json").write_text(json.dumps(old))
+    results = run_sweep(config)
+    assert fake_train == []  # both points of the grid were done
+    assert results["version"] == 2 and sorted(results["points"]) == [
+        "tiny-topk-k32-int8-a0-T1", "tiny-topk-k32-int8-a0-T2", "tiny-topk-k32-int8-a0.5-T1"]
+    point = results["points"]["tiny-topk-k32-int8-a0-T2"]
+    assert point["shared_with"] == "tiny-topk-k32-int8-a0-T1" and point["store"] == "topk-k32-int8"
+    assert results["points"]["tiny-topk-k32-int8-a0.5-T1"]["metrics"]["exact_match"] == 0.5
+
+
+def test_sweep_cli_grid_of_stores_and_students(tmp_path, fake_train):
+    data = write_dataset(tmp_path / "data", train=8, valid=3)
+    args = ["sweep", "--data", str(data), "-o", str(tmp_path / "runs"), "--teacher", "tiny",
+            "--alpha", "0.5", "--temperature", "1", "--bench-limit", "1", "--beams", "1",
+            "--latency-examples", "0"]
+    result = CliRunner().invoke(main, [*args, "--student", "tiny, student-mini",
+                                       "--store", "online,quantized-4bit"])
+    assert result.exit_code == 0, result.output
+    assert "4 grid points" in result.output and "vs " in result.output  # the report table
+    keys = json.loads((tmp_path / "runs" / "sweep.json").read_text())["points"]
+    assert sorted(keys) == ["student-mini-online-a0.5-T1", "student-mini-quantized-4bit-a0.5-T1",
+                            "tiny-online-a0.5-T1", "tiny-quantized-4bit-a0.5-T1"]
+    again = CliRunner().invoke(main, [*args, "--student", "tiny", "--store", "online,quantized-4bit",
+                                      "--reference", "tiny-online-a0.5-T1"])
+    assert again.exit_code == 0 and "ref = tiny-online-a0.5-T1" in again.output and len(fake_train) == 4
+    unknown = CliRunner().invoke(main, [*args, "--reference", "nope"])
+    assert unknown.exit_code == 2 and "no point 'nope'" in unknown.output
+    bad = CliRunner().invoke(main, [*args, "--store", "topk-k32"])
+    assert bad.exit_code == 1 and "Unknown teacher signal 'topk-k32'" in bad.output

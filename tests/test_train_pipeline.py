@@ -220,7 +220,7 @@ def test_init_model_refuses_other_vocabulary(tiny_model_dir):
 
 
 def test_stage_runs_its_work_once_per_settings(tmp_path, caplog):
-    from distillation.stages import STAGE_FILE, Stage, config_hash
+    from distillation.stages import STAGE_FILE, Stage, config_hash, stage_seconds
 
     calls = []
 
@@ -233,7 +233,10 @@ def test_stage_runs_its_work_once_per_settings(tmp_path, caplog):
     assert stage.run(work) == config_hash({"stage": "demo", "lr": 1}) == stage.hash
     assert stage.run(work) == stage.hash and calls == [1]
     recorded = json.loads((tmp_path / "s" / STAGE_FILE).read_text())
+    seconds = recorded.pop("seconds")  # wall time of the work, read back by stage_seconds
     assert recorded == {"hash": stage.hash, "config": {"stage": "demo", "lr": 1}}
+    assert 0 <= seconds < 5 and stage_seconds(tmp_path / "s") == seconds
+    assert stage_seconds(tmp_path / "never-ran") is None
     Stage("demo", tmp_path / "s", {"lr": 2}, ("out.txt",)).run(work)
     assert calls == [1, 1]
     (tmp_path / "s" / "out.txt").unlink()  # a missing output redoes the stage
