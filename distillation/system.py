@@ -23,8 +23,8 @@ from distillation import metrics as m
 from pytest_kdassert.core.errors import ConfigError
 from pytest_kdassert.core.generate import Candidate
 
-SIMILARITY_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-EXEMPLAR_GRID = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)
+SIMILARITY_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+EXEMPLAR_GRID = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
