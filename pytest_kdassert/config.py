@@ -34,6 +34,12 @@ class SuggestConfig:
     test assigned last, ranked by the model against its own candidates."""
     report: str | None = None
     """Write a JSON report (one record per site) to this path."""
+    isolation: bool = True
+    """Run candidates (and the flakiness re-run) in forked children, where their effects
+    can't reach the test, later tests or pytest (POSIX only)."""
+    timeout: float = 2.0
+    """Seconds a site's candidates may run in their child before it is killed (the rest go
+    on in a fresh child)."""
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -44,6 +50,8 @@ class SuggestConfig:
             raise ConfigError(f"--kdassert-batch-size must be >= 1, got {self.batch_size}")
         if self.threads < 0:
             raise ConfigError(f"--kdassert-threads must be >= 0, got {self.threads}")
+        if not self.timeout > 0:
+            raise ConfigError(f"--kdassert-timeout must be > 0 seconds, got {self.timeout}")
         if not self.model:
             raise ConfigError("--kdassert-model is empty: pass a model directory or `default`")
         if self.report is not None and not self.report.endswith(".json"):

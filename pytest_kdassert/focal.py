@@ -100,7 +100,7 @@ class RuntimeSymbols:
         return definition_source(text.splitlines(), definition.node) if text else ""
 
     def _definition(self, obj) -> Definition | None:
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or _is_library(obj):
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or is_library(obj):
             return None
         if in_test_file(obj):
             return None
@@ -143,7 +143,7 @@ def _parse(filename: str) -> ast.Module | None:
         return None
 
 
-def _is_library(obj) -> bool:
+def is_library(obj) -> bool:
     """Standard library and installed packages are never the code under test."""
     try:
         path = inspect.getsourcefile(obj) or ""

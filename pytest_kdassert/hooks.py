@@ -77,9 +77,15 @@ class KdassertHooks:
         trap = self.session.trap_for(item.nodeid)
         if trap is None:
             return (yield)
-        with trap:
-            result = yield
-        self.session.after_call(item.nodeid, trap, lambda: _run_again(item))
+        guard = self.session.rerun_guard(item.nodeid, lambda: _run_again(item))
+        try:
+            with trap:
+                result = yield
+        except BaseException:
+            if guard is not None:
+                guard.dismiss()
+            raise
+        self.session.after_call(guard)
         return result
 
     def pytest_runtest_logreport(self, report) -> None:

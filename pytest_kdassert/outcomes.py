@@ -30,6 +30,9 @@ class Outcome(_Word):
     UNVERIFIED = "unverified"  # --kdassert-no-verify
     UNSTABLE = "unstable"  # grounded value differed between runs of the site
     REDUNDANT = "redundant"  # the test already asserts it, or it restates a literal the test set
+    UNSAFE = "unsafe"  # refused by the allow-list (pytest_kdassert.safety): never ran
+    TIMEOUT = "timeout"  # ran past --kdassert-timeout: its child was killed
+    CRASHED = "crashed"  # ended its child (os._exit, a signal) or raised KeyboardInterrupt/SystemExit
 
 
 class Origin(_Word):

@@ -60,6 +60,11 @@ def pytest_addoption(parser) -> None:
     group.addoption("--kdassert-no-templates", action="store_true", default=False,
                     help="don't add `assert <variable> == <observed value>` candidates for the "
                          "variables a test assigned (they need grounding).")
+    group.addoption("--kdassert-timeout", type=float, default=2.0, metavar="SECONDS",
+                    help="time limit for the candidates of one site (default 2).")
+    group.addoption("--kdassert-no-isolation", action="store_true", default=False,
+                    help="run allow-listed candidates in the test's own process instead of "
+                         "a forked child (no time limit; the flakiness re-run runs there too).")
     group.addoption("--kdassert-report", default=None, metavar="FILE.json",
                     help="write every site, candidate and verification outcome as JSON.")
     parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
@@ -103,6 +108,8 @@ def _settings(config, mode):
             ground=config.getoption("kdassert_ground"),
             templates=not config.getoption("kdassert_no_templates"),
             report=config.getoption("kdassert_report"),
+            isolation=not config.getoption("kdassert_no_isolation"),
+            timeout=config.getoption("kdassert_timeout"),
         )
     except (ConfigError, ValueError) as exc:
         raise pytest.UsageError(f"kdassert: {exc}") from exc

@@ -17,6 +17,7 @@ import unittest
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_kdassert import sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
@@ -29,8 +30,10 @@ from pytest_kdassert.discovery import (
     find_sites,
     function_info,
 )
+from pytest_kdassert.flakiness import RerunGuard
 from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_inputs, focal_names
+from pytest_kdassert.isolation import SiteRunner
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.sites import SiteState, decide, literal_bindings, why_redundant
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
@@ -51,6 +54,9 @@ class SuggestSession:
         self.by_test: dict[str, tuple[object, list[SiteState]]] = {}
         """Test node id -> (its code object, its sites)."""
         self.verifier = Verifier()
+        self.runner = SiteRunner(self.verifier, Path(rootpath), ground=settings.ground,
+                                 isolated=settings.isolation and sandbox.AVAILABLE,
+                                 timeout=settings.timeout)
         self.suggest_seconds: float | None = None
         """Wall time of candidate generation (model load included)."""
         self.messages: list[str] = []
@@ -58,8 +64,6 @@ class SuggestSession:
         self._notice = notice
         self._grounded_now = False
         """Set when the current test call produced a grounded value (it gets a re-run)."""
-        self._observing = False
-        """True during the flakiness re-run: values are collected, nothing is checked."""
 
     # -- collection ---------------------------------------------------------------------
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
@@ -103,6 +107,10 @@ class SuggestSession:
         """Candidates for every site in one batched call, then the templates, screened."""
         if not self.states or suggester is None:
             return
+        if self.settings.isolation and not sandbox.AVAILABLE and self.settings.verify:
+            self.notice("kdassert: no process isolation here (os.fork is missing): only "
+                        "candidates the allow-list accepts run, in the test's process, "
+                        "without a time limit")
         states = list(self.states.values())
         requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
                                    s.focal_source, s.site.masked_source) for s in states]
@@ -163,87 +171,54 @@ class SuggestSession:
             state.candidates.append(check)
 
     # -- running ------------------------------------------------------------------------
-    def trap_for(self, nodeid: str) -> FrameTrap | None:
-        """The tracer that verifies a test's candidates while it runs, or None."""
+    def trap_for(self, nodeid: str, observing: bool = False,
+                 only: dict[int, set[int]] | None = None) -> FrameTrap | None:
+        """The tracer that verifies a test's candidates while it runs, or None.
+
+        ``observing`` (the flakiness re-run): only ground, for the site positions and
+        candidate indices in ``only`` (all when None).
+        """
         entry = self.by_test.get(nodeid)
         if entry is None or not self.settings.verify:
             return None
         code, states = entry
         on_line, on_return = {}, None
-        for state in states:
-            if not state.screened:
+        for pos, state in enumerate(states):
+            if not state.screened or (only is not None and pos not in only):
                 continue
+            wanted = None if only is None else only[pos]
             if state.site.mode == APPEND_MODE:
-                on_return = self._evaluator(state)
+                on_return = self._evaluator(state, observing, wanted)
             else:
-                on_line[state.site.line] = self._evaluator(state)
+                on_line[state.site.line] = self._evaluator(state, observing, wanted)
         if not on_line and on_return is None:
             return None
         self._grounded_now = False
         return FrameTrap(code, on_line, on_return)
 
-    def after_call(self, nodeid: str, trap: FrameTrap, run_again: Callable[[], None]) -> None:
-        """Re-run a test whose call grounded a value, and collect the values again.
+    def rerun_guard(self, nodeid: str, run_again: Callable[[], None]) -> RerunGuard | None:
+        """The flakiness guard of one test call (forks its child now), or None."""
+        if not self.settings.ground:
+            return None
+        return RerunGuard(self, nodeid, run_again, self.runner.isolated)
 
-        Grounded candidates whose value differs between the runs are dropped in :meth:`decide`.
-        """
-        if not self._grounded_now:
-            return
-        self._observing = True
-        try:
-            with FrameTrap(trap.code, trap.on_line, trap.on_return):
-                run_again()
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a failing re-run voids the grounded values
-            logger.info("kdassert: re-run of %s raised %s", nodeid, type(exc).__name__)
-            for state in self.by_test[nodeid][1]:
-                state.rerun_failed = True
-        finally:
-            self._observing = False
+    def after_call(self, guard: RerunGuard | None) -> None:
+        """Re-run a test whose call grounded a value; values that differ are dropped in
+        :meth:`decide`."""
+        if guard is not None:
+            guard.finish(self._grounded_now)
 
     def test_failed(self, nodeid: str) -> None:
         for state in self.by_test.get(nodeid, (None, []))[1]:
             state.failed_nodeids.append(nodeid)
 
-    def _evaluator(self, state: SiteState):
+    def _evaluator(self, state: SiteState, observing: bool, only: set[int] | None):
         def evaluate(frame) -> None:
-            frame_globals, frame_locals = frame.f_globals, frame.f_locals
-            for index, text in list(state.screened.items()):
-                check = state.candidates[index]
-                if not self._observing:
-                    check.record(self.verifier.check(text, frame_globals, frame_locals))
-                if self.settings.ground and check.origin in (Origin.MODEL, Origin.TEMPLATE):
-                    grounded = self.verifier.ground(text, frame_globals, frame_locals)
-                    state.ground_seen.setdefault(index, set()).add(grounded)
-                    if grounded is not None and grounded != text:
-                        self._grounded_now = True
-                        if not self._observing:
-                            self._add_grounded(state, index, grounded, frame)
+            if self.runner.evaluate(state, frame.f_globals, frame.f_locals,
+                                    observing=observing, only=only):
+                self._grounded_now = True
 
         return evaluate
-
-    def _add_grounded(self, state: SiteState, source: int, text: str, frame) -> None:
-        """Add (or reuse) the grounded candidate ``text`` made from candidate ``source``."""
-        existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
-        if existing is not None:
-            if state.candidates[existing].origin in (Origin.GROUNDED, Origin.OBSERVED):
-                state.grounded_sources[existing].add(source)
-            return  # the model proposed this very text: it is checked as the model's
-        model = state.candidates[source]
-        origin = Origin.OBSERVED if model.origin == Origin.TEMPLATE else Origin.GROUNDED
-        check = CandidateCheck(text, model.score, model.rank, origin=origin,
-                               grounded_from=model.text)
-        redundant = why_redundant(text, state.existing, state.literal_bindings)
-        if redundant:
-            check.outcome, check.detail = Outcome.REDUNDANT, redundant
-            state.candidates.append(check)
-            return
-        check.record(self.verifier.check(text, frame.f_globals, frame.f_locals))
-        state.candidates.append(check)
-        index = len(state.candidates) - 1
-        state.screened[index] = text
-        state.grounded_sources[index] = {source}
 
     # -- end of session -----------------------------------------------------------------
     def decide(self) -> None:

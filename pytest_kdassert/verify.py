@@ -1,12 +1,12 @@
-"""Verification: run each candidate inside the test's own frame, after the test's code ran.
+"""Verification: screen each candidate, then run it against the test's frame at its site.
 
-During the test call a tracer scoped to the test function's frame waits for the placeholder
-line (or, for a test without assertions, for the frame to return) and evaluates every
-candidate against a copy of the frame's namespace. Model text runs nowhere else. The tracer
-chains to whatever tracer was installed before (coverage, debuggers) and restores it.
-
-:meth:`Verifier.check` is the hook point for grounding (issue 6): it receives a candidate
-and the captured ``globals``/``locals`` and may evaluate sub-expressions there.
+:meth:`Verifier.screen` keeps checkable assertions that pass the static allow-list
+(:mod:`.safety`). During the test call a tracer scoped to the test function's frame waits
+for the placeholder line (or, for a test without assertions, for the frame to return) and
+hands the frame to :mod:`.isolation`, which runs :meth:`Verifier.check` and
+:meth:`Verifier.ground` on a merged copy of the frame's namespace, in a forked child unless
+isolation is off. The tracer chains to whatever tracer was installed before (coverage,
+debuggers) and restores it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,12 @@ from pytest_kdassert.core.assertions import (
 )
 from pytest_kdassert.grounding import ground, needs_pytest_import
 from pytest_kdassert.outcomes import Origin, Outcome
+from pytest_kdassert.safety import static_refusal
+from pytest_kdassert.sandbox import CODE_FILENAME
+
+FINAL = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASHED,
+                   Outcome.UNSAFE})
+"""Outcomes a later run of the same candidate cannot overturn."""
 
 
 @dataclass
@@ -49,7 +55,7 @@ class CandidateCheck:
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
         self.runs += 1
-        if self.outcome in (Outcome.FAILED, Outcome.ERROR):
+        if self.outcome in FINAL:
             return
         self.outcome, self.detail = result.outcome, result.detail
 
@@ -75,18 +81,25 @@ class Verifier:
             return None, CheckResult(Outcome.NOT_ASSERTION, "not an assertion")
         if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Constant):
             return None, CheckResult(Outcome.TRIVIAL, "asserts a constant")
+        refused = static_refusal(stmt)
+        if refused is not None:
+            return None, CheckResult(Outcome.UNSAFE, refused)
         return normalized, None
 
     def check(self, candidate: str, frame_globals: dict, frame_locals: dict) -> CheckResult:
-        """Run ``candidate`` against a merged copy of the frame's namespace."""
+        """Run ``candidate`` against a merged copy of the frame's namespace.
+
+        ``KeyboardInterrupt`` and ``SystemExit`` are raised on: the caller decides whether
+        they are the user's (in the test's process) or the candidate's (in a child).
+        """
         code = self._compiled.get(candidate)
         if code is None:
-            code = self._compiled[candidate] = compile(candidate, "<kdassert-candidate>", "exec")
+            code = self._compiled[candidate] = compile(candidate, CODE_FILENAME, "exec")
         namespace = dict(frame_globals)
         namespace.update(frame_locals)  # one dict, so comprehensions see the test's locals
         try:
-            exec(code, namespace)  # noqa: S102 - the test's own context, by design
-        except KeyboardInterrupt:
+            exec(code, namespace)  # noqa: S102 - screened text, on a copy of the namespace
+        except (KeyboardInterrupt, SystemExit):
             raise
         except AssertionError as exc:
             return CheckResult(Outcome.FAILED, _describe(exc))
@@ -105,11 +118,12 @@ class Verifier:
         def evaluate(expr: str):
             namespace = dict(frame_globals)
             namespace.update(frame_locals)
-            return eval(expr, namespace)  # noqa: S307 - the test's own context, by design
+            code = compile(expr, CODE_FILENAME, "eval")
+            return eval(code, namespace)  # noqa: S307 - a part of a screened candidate
 
         try:
             grounded = ground(candidate, evaluate)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 - pytest.fail, SystemExit inside model text
             return None

@@ -1,0 +1,158 @@
+"""Running a site's candidates when the test reaches it, and folding the results in.
+
+At each site instance :meth:`SiteRunner.evaluate` first applies the allow-list's site part
+(:func:`~.safety.site_refusal`: names resolved in the test's namespace), then runs every
+remaining candidate once: its check, its grounding and, when grounding wrote a new text, the
+grounded text's check. With isolation (the default on POSIX) all of that happens in one
+forked child per site instance (:func:`~.sandbox.run_forked`) under ``--kdassert-timeout``,
+so nothing a candidate does (``items.pop()``, ``setattr(math, 'pi', 3)``, a hang, an
+``os._exit``) reaches the test, later tests or pytest. Without it, candidates run on a
+copy of the namespace in the test's process. Results are plain JSON either way.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+from pytest_kdassert.outcomes import Origin, Outcome
+from pytest_kdassert.safety import site_refusal
+from pytest_kdassert.sandbox import Failure, run_forked
+from pytest_kdassert.sites import SiteState, why_redundant
+from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
+
+logger = logging.getLogger(__name__)
+
+_FAILURE_OUTCOMES = {"timeout": Outcome.TIMEOUT, "crashed": Outcome.CRASHED}
+_GROUNDABLE = (Origin.MODEL, Origin.TEMPLATE)
+
+
+class SiteRunner:
+    """Evaluates a site's screened candidates against a frame, isolated or in-process."""
+
+    def __init__(self, verifier: Verifier, rootdir: Path | None, *, ground: bool,
+                 isolated: bool, timeout: float):
+        self.verifier = verifier
+        self.rootdir = rootdir
+        self.ground = ground
+        self.isolated = isolated
+        self.timeout = timeout
+        self._trees: dict[str, ast.stmt] = {}
+
+    def evaluate(self, state: SiteState, frame_globals: dict, frame_locals: dict, *,
+                 observing: bool = False, only: set[int] | None = None) -> bool:
+        """Run the site's candidates once; True when a grounded value differs from the text.
+
+        ``observing`` (the flakiness re-run, already inside a child): ground only the
+        candidates in ``only``, in-process, and record nothing but the values seen.
+        """
+        self._refuse_unsafe(state, frame_globals, frame_locals)
+        tasks = [i for i in state.screened if only is None or i in only]
+        if observing and self.ground:
+            tasks = [i for i in tasks if state.candidates[i].origin in _GROUNDABLE]
+        checked: dict[str, list] = {}
+
+        def work(index: int) -> dict:
+            return self._work(state, index, frame_globals, frame_locals, observing, checked)
+
+        if self.isolated and not observing and tasks:
+            results = run_forked(tasks, work, self.timeout)
+        else:
+            results = ((index, _in_process(work, index)) for index in tasks)
+        grounded_now = False
+        for index, result in results:
+            grounded_now |= self._fold(state, index, result, observing)
+        return grounded_now
+
+    def _refuse_unsafe(self, state: SiteState, frame_globals: dict, frame_locals: dict) -> None:
+        namespace = {**frame_globals, **frame_locals}
+        for index, text in list(state.screened.items()):
+            tree = self._trees.get(text)
+            if tree is None:
+                tree = self._trees[text] = ast.parse(text).body[0]
+            reason = site_refusal(tree, namespace, self.rootdir)
+            if reason is not None:
+                check = state.candidates[index]
+                check.outcome, check.detail = Outcome.UNSAFE, reason
+                del state.screened[index]
+
+    def _work(self, state: SiteState, index: int, frame_globals: dict, frame_locals: dict,
+              observing: bool, checked: dict) -> dict:
+        """What one candidate does at the site, as JSON (runs in the child when isolated)."""
+        text, check = state.screened[index], state.candidates[index]
+        out: dict = {}
+        if not observing:
+            out["check"] = _pair(self.verifier.check(text, frame_globals, frame_locals))
+        if self.ground and check.origin in _GROUNDABLE:
+            grounded = self.verifier.ground(text, frame_globals, frame_locals)
+            out["grounded"] = grounded
+            if grounded is not None and grounded != text and not observing \
+                    and _wants_check(state, grounded):
+                if grounded not in checked:
+                    checked[grounded] = _pair(
+                        self.verifier.check(grounded, frame_globals, frame_locals))
+                out["grounded_check"] = checked[grounded]
+        return out
+
+    def _fold(self, state: SiteState, index: int, result, observing: bool) -> bool:
+        check = state.candidates[index]
+        if isinstance(result, Failure):
+            check.record(CheckResult(_FAILURE_OUTCOMES[result.kind], result.detail))
+            state.screened.pop(index, None)  # never again: it would hang or crash again
+            logger.info("kdassert: %s at %s: %s", check.text, state.site.qualname, result.detail)
+            return False
+        if "check" in result:
+            check.record(CheckResult(Outcome(result["check"][0]), result["check"][1]))
+        if "grounded" not in result:
+            return False
+        grounded = result["grounded"]
+        state.ground_seen.setdefault(index, set()).add(grounded)
+        if grounded is None or grounded == check.text:
+            return False
+        if not observing:
+            add_grounded(state, index, grounded, result.get("grounded_check"))
+        return True
+
+
+def _in_process(work, index: int):
+    try:
+        return work(index)
+    except SystemExit:
+        return Failure("crashed", "raised SystemExit")
+
+
+def _pair(result: CheckResult) -> list:
+    return [result.outcome.value, result.detail]
+
+
+def _wants_check(state: SiteState, text: str) -> bool:
+    """A grounded text is checked unless it is already a candidate or restates the test."""
+    return not any(c.text == text for c in state.candidates) \
+        and why_redundant(text, state.existing, state.literal_bindings) is None
+
+
+def add_grounded(state: SiteState, source: int, text: str, result: list | None) -> None:
+    """Add (or reuse) the grounded candidate ``text`` made from candidate ``source``.
+
+    ``result`` is its check (``[outcome, detail]``) from the same site instance.
+    """
+    existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
+    if existing is not None:
+        if state.candidates[existing].origin in (Origin.GROUNDED, Origin.OBSERVED):
+            state.grounded_sources[existing].add(source)
+        return  # the model proposed this very text: it is checked as the model's
+    model = state.candidates[source]
+    origin = Origin.OBSERVED if model.origin == Origin.TEMPLATE else Origin.GROUNDED
+    check = CandidateCheck(text, model.score, model.rank, origin=origin,
+                           grounded_from=model.text)
+    redundant = why_redundant(text, state.existing, state.literal_bindings)
+    state.candidates.append(check)
+    if redundant:
+        check.outcome, check.detail = Outcome.REDUNDANT, redundant
+        return
+    if result is not None:
+        check.record(CheckResult(Outcome(result[0]), result[1]))
+    index = len(state.candidates) - 1
+    state.screened[index] = text
+    state.grounded_sources[index] = {source}

@@ -1,0 +1,246 @@
+"""The allow-list a candidate must pass before anything runs it.
+
+Candidates are untrusted text (a model, a suggester hook, an exemplar wrote them). Two parts:
+
+* :func:`static_refusal`, at screening: only the node types of a plain check (names,
+  literals, comparisons, boolean/unary/binary operators, attribute access without dunders,
+  subscripts, containers, comprehensions, f-strings, calls); no lambda, walrus, import; no
+  name that reaches the interpreter, files, processes or the network (``exec``, ``open``,
+  ``setattr``, ``os``, ``sys``, ``shutil``, ``subprocess``, ...), whatever it is bound to;
+  no method that writes or deletes (``write_text``, ``unlink``, ``rmtree``, ...).
+* :func:`site_refusal`, at the site, with the test's namespace: every name and dotted module
+  path is resolved (module attributes only; no descriptor of the test's objects runs), and a
+  function may be used only when it is project code (its file under the rootdir, not the
+  standard library or an installed package), one of :data:`SAFE_BUILTINS`, or listed in
+  :data:`SAFE_MODULE_CALLS`. Methods of the test's objects and classes are allowed.
+
+Both return the reason as a short phrase, or None when the candidate may run.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import sys
+import types
+from pathlib import Path
+
+from pytest_kdassert.core.assertions import dotted_name
+from pytest_kdassert.focal import is_library
+
+SAFE_BUILTINS = frozenset({
+    "len", "isinstance", "issubclass", "sorted", "abs", "round", "min", "max", "sum", "any",
+    "all", "repr", "ascii", "callable", "hasattr", "getattr", "divmod", "pow", "chr", "ord",
+    "format", "bin", "hex", "oct", "hash", "id", "iter", "next", "dir",
+})
+"""Builtin functions a candidate may call; builtin classes (``list``, ``set``, ``type``,
+``ValueError``, ...) are allowed anyway."""
+
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "setattr", "delattr", "globals", "vars", "locals",
+    "breakpoint", "input", "exit", "quit", "help", "__import__",
+    "os", "sys", "shutil", "subprocess", "socket", "builtins", "importlib", "ctypes",
+})
+"""Names refused wherever they occur, even when the test binds them: they reach the
+interpreter, files, processes or the network."""
+
+FORBIDDEN_MODULES = frozenset({
+    "os", "sys", "shutil", "subprocess", "socket", "builtins", "importlib", "ctypes", "signal",
+    "io", "tempfile", "multiprocessing", "threading", "asyncio", "gc", "inspect", "pickle",
+    "marshal", "runpy", "code", "pty", "posix", "nt", "atexit", "resource", "mmap", "urllib",
+    "http", "requests", "sqlite3", "webbrowser", "pdb", "faulthandler", "site", "sysconfig",
+    "glob", "fcntl", "select", "selectors", "ssl", "ftplib", "smtplib", "telnetlib", "shelve",
+    "dbm", "zipfile", "tarfile", "gzip", "bz2", "lzma", "logging", "warnings", "time",
+    "_thread", "_posixsubprocess", "posixpath", "ntpath", "shlex", "_io", "_socket",
+})
+"""Top-level packages a candidate may not touch, under any name the test binds them to
+(``time`` too: ``time.sleep`` stalls the run)."""
+
+FORBIDDEN_METHODS = frozenset({
+    "write", "writelines", "write_text", "write_bytes", "truncate", "touch", "mkdir",
+    "makedirs", "unlink", "rmdir", "removedirs", "rmtree", "rename", "renames",
+    "symlink_to", "hardlink_to", "link_to", "chmod", "lchmod", "chown", "kill", "terminate",
+    "send_signal", "send", "sendall", "sendto", "sendmsg", "sendfile", "connect", "bind",
+    "listen", "accept", "popen", "system", "spawn", "execute", "executemany", "executescript",
+    "commit", "flush", "close", "remove", "dump", "save", "savez", "savetxt", "tofile",
+    "to_csv", "to_json", "to_parquet", "to_pickle", "to_excel", "to_sql", "to_hdf", "format_map",
+    "mro", "f_globals", "f_locals", "f_builtins", "f_back", "gi_frame", "gi_code", "cr_frame",
+    "ag_frame", "tb_frame", "tb_next", "co_code",
+})
+"""Attributes refused on any object: writes, deletes, processes, sockets, frame access."""
+
+ALL = None
+SAFE_MODULE_CALLS: dict[str, frozenset[str] | None] = {
+    "math": ALL, "cmath": ALL, "statistics": ALL, "itertools": ALL, "string": ALL,
+    "pytest": frozenset({"approx"}),
+    "re": frozenset({"match", "search", "fullmatch", "findall", "finditer", "sub", "subn",
+                     "split", "escape", "compile"}),
+    "json": frozenset({"dumps", "loads"}),
+    "operator": frozenset({"itemgetter", "attrgetter", "add", "sub", "mul", "truediv",
+                           "floordiv", "mod", "neg", "eq", "ne", "lt", "le", "gt", "ge"}),
+    "functools": frozenset({"reduce"}),
+    "collections": frozenset({"Counter", "OrderedDict", "defaultdict", "deque"}),
+    "copy": frozenset({"copy", "deepcopy"}),
+    "numpy": frozenset({
+        "array", "asarray", "allclose", "isclose", "array_equal", "array_equiv", "all", "any",
+        "sum", "mean", "std", "min", "max", "abs", "shape", "ndim", "size", "zeros", "ones",
+        "arange", "linspace", "sort", "unique", "round", "isnan", "isinf", "isfinite",
+        "count_nonzero", "prod", "argmax", "argmin", "where", "nonzero"}),
+    "numpy.testing": ALL, "pandas.testing": ALL,
+}
+"""Functions of installed modules a candidate may call (``ALL``: every public one)."""
+
+MAX_SHIFT_OR_POWER = 10_000
+"""Largest literal right operand of ``**`` and ``<<``: ``10 ** 10 ** 10`` never finishes."""
+
+_ALLOWED_NODES = (
+    ast.Assert, ast.Expr, ast.Name, ast.Constant, ast.Compare, ast.BoolOp, ast.UnaryOp,
+    ast.BinOp, ast.Attribute, ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Set,
+    ast.Dict, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.comprehension,
+    ast.JoinedStr, ast.FormattedValue, ast.Call, ast.keyword, ast.Starred, ast.IfExp,
+    ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop,
+)
+_NODE_WORDS = {ast.Lambda: "a lambda", ast.NamedExpr: "an assignment expression (:=)",
+               ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield"}
+_BUILTIN_NAMES = {id(value): name for name, value in vars(builtins).items()}
+
+
+def static_refusal(stmt: ast.stmt) -> str | None:
+    """Why the screened assertion ``stmt`` may not run, from its text alone; None if it may."""
+    for node in ast.walk(stmt):
+        if not isinstance(node, _ALLOWED_NODES):
+            return _NODE_WORDS.get(type(node), f"{type(node).__name__} is not allowed")
+        reason = _node_refusal(node)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _node_refusal(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        if _is_dunder(node.id):
+            return f"uses the dunder name {node.id}"
+        if node.id in FORBIDDEN_NAMES:
+            return f"uses {node.id}"
+    elif isinstance(node, ast.Attribute):
+        if node.attr.startswith("__"):
+            return f"uses the dunder attribute .{node.attr}"
+        if node.attr in FORBIDDEN_METHODS:
+            return f"uses .{node.attr}"
+    elif isinstance(node, ast.Call):
+        return _call_refusal(node)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Pow, ast.LShift)):
+        right = node.right
+        if not (isinstance(right, ast.Constant) and isinstance(right.value, (int, float))
+                and abs(right.value) <= MAX_SHIFT_OR_POWER):
+            return "a power or shift whose right side is not a small literal"
+    return None
+
+
+def _call_refusal(call: ast.Call) -> str | None:
+    func = call.func
+    if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr"):
+        name = call.args[1] if len(call.args) >= 2 else None
+        if not (isinstance(name, ast.Constant) and isinstance(name.value, str)
+                and not name.value.startswith("__")):
+            return f"{func.id} with an attribute name that is not a plain literal"
+    if isinstance(func, ast.Attribute) and func.attr == "format" \
+            and isinstance(func.value, ast.Constant) and "__" in str(func.value.value):
+        return "str.format with a dunder field"
+    return None
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+# -- at the site ------------------------------------------------------------------------------
+_MISSING = object()
+
+
+def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None) -> str | None:
+    """Why ``stmt`` may not run against ``namespace`` (the test's globals and locals).
+
+    Only module attributes are looked up (``np.testing.assert_allclose``); the test's own
+    objects are never touched, so no property or ``__getattr__`` of theirs runs here.
+    """
+    local = _comprehension_names(stmt)
+    for node in ast.walk(stmt):
+        if not isinstance(node, (ast.Name, ast.Attribute)):
+            continue
+        dotted = dotted_name(node)
+        if dotted is None or dotted.split(".", 1)[0] in local:
+            continue
+        value = _resolve(dotted, namespace)
+        reason = _value_refusal(dotted, value, rootdir)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _comprehension_names(stmt: ast.stmt) -> set[str]:
+    return {n.id for node in ast.walk(stmt) if isinstance(node, ast.comprehension)
+            for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+
+
+def _resolve(dotted: str, namespace: dict):
+    """The object a dotted name stands for, following module attributes only."""
+    head, *rest = dotted.split(".")
+    value = namespace.get(head, _MISSING)
+    if value is _MISSING:
+        value = vars(builtins).get(head, _MISSING)
+    for attr in rest:
+        if not isinstance(value, types.ModuleType):
+            return _MISSING  # an attribute of the test's object: not looked up here
+        value = getattr(value, attr, _MISSING)
+    return value
+
+
+def _value_refusal(dotted: str, value, rootdir: Path | None) -> str | None:
+    if value is _MISSING:
+        return None
+    if isinstance(value, types.ModuleType):
+        top = value.__name__.split(".", 1)[0]
+        return f"{dotted} is the module {value.__name__}" if top in FORBIDDEN_MODULES else None
+    if inspect.isclass(value):
+        top = (getattr(value, "__module__", "") or "").split(".", 1)[0]
+        return f"{dotted} is a class of {top}" if top in FORBIDDEN_MODULES else None
+    if not _is_function(value):
+        return None  # a value of the test: its methods may be called
+    if _BUILTIN_NAMES.get(id(value)) in SAFE_BUILTINS or _safe_module_call(value) \
+            or is_project_code(value, rootdir):
+        return None
+    return f"{dotted} is not on the allow-list (calls only pure builtins, project code and " \
+           "methods of the test's values)"
+
+
+def _is_function(value) -> bool:
+    return isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                              types.BuiltinMethodType, types.MethodWrapperType,
+                              types.WrapperDescriptorType, types.MethodDescriptorType))
+
+
+def _safe_module_call(value) -> bool:
+    for module_name, names in SAFE_MODULE_CALLS.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for name, member in vars(module).items():
+            if member is value and not name.startswith("_") and (names is ALL or name in names):
+                return True
+    return False
+
+
+def is_project_code(value, rootdir: Path | None) -> bool:
+    """A function or class defined in a file under ``rootdir``, outside stdlib and packages."""
+    target = inspect.unwrap(getattr(value, "__func__", value))
+    if not (inspect.isfunction(target) or inspect.isclass(target)) or is_library(target):
+        return False
+    try:
+        source = inspect.getsourcefile(target)
+    except TypeError:
+        return False
+    if not source:
+        return False
+    return rootdir is None or Path(source).resolve().is_relative_to(Path(rootdir).resolve())
