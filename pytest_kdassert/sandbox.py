@@ -50,8 +50,8 @@ _REFUSED_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.kil
                      "os.startfile", "shutil.", "subprocess.", "pty.", "socket.", "ctypes.",
                      "signal.pthread_kill", "sqlite3.", "webbrowser.", "urllib.", "http.",
                      "ftplib.", "smtplib.", "nntplib.", "poplib.", "imaplib.", "telnetlib.",
-                     "winreg.", "msvcrt.", "syslog.", "sys.addaudithook", "sys.setprofile",
-                     "sys.settrace", "os.chdir", "os.fchdir")
+                     "winreg.", "msvcrt.", "syslog.",
+                     "os.chdir", "os.fchdir")
 _REFUSED_CODE = ("exec", "code.__new__")
 
 
