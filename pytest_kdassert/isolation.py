@@ -13,7 +13,9 @@ copy of the namespace in the test's process. Results are plain JSON either way.
 from __future__ import annotations
 
 import ast
+import collections
 import logging
+import types
 from pathlib import Path
 
 from pytest_kdassert.outcomes import Origin, Outcome
@@ -83,7 +85,13 @@ class SiteRunner:
         text, check = state.screened[index], state.candidates[index]
         out: dict = {}
         if not observing:
-            out["check"] = _pair(self.verifier.check(text, frame_globals, frame_locals))
+            before = fingerprints(self._names(text), frame_globals, frame_locals)
+            result = self.verifier.check(text, frame_globals, frame_locals)
+            changed = _changed(before, fingerprints(before, frame_globals, frame_locals))
+            if changed:
+                result = CheckResult(Outcome.ERROR, f"changes the test's {', '.join(changed)}: "
+                                                    "a check must leave them as they are")
+            out["check"] = _pair(result)
         if self.ground and check.origin in _GROUNDABLE:
             grounded = self.verifier.ground(text, frame_globals, frame_locals)
             out["grounded"] = grounded
@@ -94,6 +102,11 @@ class SiteRunner:
                         self.verifier.check(grounded, frame_globals, frame_locals))
                 out["grounded_check"] = checked[grounded]
         return out
+
+    def _names(self, text: str) -> list[str]:
+        tree = self._trees.get(text) or ast.parse(text).body[0]
+        return sorted({n.id for n in ast.walk(tree)
+                       if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)})
 
     def _fold(self, state: SiteState, index: int, result, observing: bool) -> bool:
         check = state.candidates[index]
@@ -113,6 +126,42 @@ class SiteRunner:
         if not observing:
             add_grounded(state, index, grounded, result.get("grounded_check"))
         return True
+
+
+_CONTAINERS = (list, dict, set, bytearray, collections.deque)
+MAX_FINGERPRINT_ITEMS = 10_000
+"""Larger containers are compared by length only."""
+
+
+def fingerprints(names, frame_globals: dict, frame_locals: dict) -> dict:
+    """Name -> a cheap snapshot of the test's value: builtin containers by their items, other
+    objects by their attributes (one level, containers by length). Compared after a check,
+    it shows candidates that mutate what the rest of the test uses (``items.pop()``)."""
+    out = {}
+    for name in names:
+        value = frame_locals.get(name, frame_globals.get(name, _CONTAINERS))
+        if isinstance(value, _CONTAINERS):
+            out[name] = _items(value)
+        elif hasattr(value, "__dict__") and not isinstance(value, (type, types.ModuleType,
+                                                                  types.FunctionType)):
+            attrs = vars(value)
+            if isinstance(attrs, dict):
+                out[name] = {k: (id(v), len(v) if isinstance(v, _CONTAINERS) else None)
+                             for k, v in attrs.items()}
+    return out
+
+
+def _items(value) -> tuple:
+    if len(value) > MAX_FINGERPRINT_ITEMS:
+        return type(value), len(value)
+    if isinstance(value, dict):
+        return type(value), tuple((id(k), id(v)) for k, v in value.items())
+    return type(value), tuple(id(v) for v in value) if not isinstance(value, bytearray) \
+        else bytes(value)
+
+
+def _changed(before: dict, after: dict) -> list[str]:
+    return [name for name in before if after.get(name) != before[name]]
 
 
 def _in_process(work, index: int):

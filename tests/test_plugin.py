@@ -193,7 +193,7 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
 
 
 def test_a_failure_after_candidates_ran_mid_test_is_explained(pytester):
-    # the candidate consumes the list the rest of the test checks: kdassert caused the failure
+    # without isolation the candidate consumes the list the rest of the test checks
     pytester.makeconftest(STUB.format(candidates={"test_side": ["assert items.pop() == 3"],
                                                   "test_broken": ["assert x == 1"]}))
     pytester.makepyfile(test_side='''
@@ -206,13 +206,21 @@ def test_a_failure_after_candidates_ran_mid_test_is_explained(pytester):
             raise RuntimeError("broken")
             x = 0 + 1
     ''')
-    result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground")
+    result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground",
+                                          "--kdassert-no-isolation")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "*test_side.py::test_side: the test failed after kdassert ran candidates at line 3, "
         "no suggestion; a candidate with a side effect can cause that: check with -p no:kdassert*",
         "*test_side.py::test_broken: the test fails on its own, no suggestion*"])
     pytester.runpytest_inprocess("-p", "no:kdassert").assert_outcomes(passed=1, failed=1)
+    # isolated (the default), the pop happens in a child: the test passes, and the check
+    # that mutated the list is not suggested (it would break the test once written)
+    isolated = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-ground", "-v")
+    isolated.assert_outcomes(passed=1, failed=1)
+    isolated.stdout.fnmatch_lines([
+        "*error*assert items.pop() == 3 (changes the test's items: a check must leave them*"])
+    assert "+    assert items.pop()" not in isolated.stdout.str()
 
 
 def test_a_path_after_the_flag_is_a_path_not_a_mode(project):
