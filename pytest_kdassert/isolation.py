@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.safety import site_refusal
-from pytest_kdassert.sandbox import Failure, run_forked
+from pytest_kdassert.sandbox import Dirty, Failure, run_forked
 from pytest_kdassert.sites import SiteState, why_redundant
 from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
 
@@ -80,20 +80,30 @@ class SiteRunner:
                 del state.screened[index]
 
     def _work(self, state: SiteState, index: int, frame_globals: dict, frame_locals: dict,
-              observing: bool, checked: dict) -> dict:
-        """What one candidate does at the site, as JSON (runs in the child when isolated)."""
+              observing: bool, checked: dict) -> dict | Dirty:
+        """What one candidate does at the site, as JSON (runs in the child when isolated).
+
+        A step that changed the test's values ends the candidate there, marked
+        :class:`~.sandbox.Dirty`: later candidates start from a fresh copy.
+        """
         text, check = state.screened[index], state.candidates[index]
+        before = fingerprints(self._names(text), frame_globals, frame_locals)
         out: dict = {}
+
+        def changed() -> list[str]:
+            return _changed(before, fingerprints(before, frame_globals, frame_locals))
+
         if not observing:
-            before = fingerprints(self._names(text), frame_globals, frame_locals)
             result = self.verifier.check(text, frame_globals, frame_locals)
-            changed = _changed(before, fingerprints(before, frame_globals, frame_locals))
-            if changed:
-                result = CheckResult(Outcome.ERROR, f"changes the test's {', '.join(changed)}: "
+            if changed():
+                result = CheckResult(Outcome.ERROR, f"changes the test's {', '.join(changed())}: "
                                                     "a check must leave them as they are")
+                return Dirty({"check": _pair(result)})
             out["check"] = _pair(result)
         if self.ground and check.origin in _GROUNDABLE:
             grounded = self.verifier.ground(text, frame_globals, frame_locals)
+            if changed():
+                return Dirty(out)
             out["grounded"] = grounded
             if grounded is not None and grounded != text and not observing \
                     and _wants_check(state, grounded):
@@ -101,6 +111,8 @@ class SiteRunner:
                     checked[grounded] = _pair(
                         self.verifier.check(grounded, frame_globals, frame_locals))
                 out["grounded_check"] = checked[grounded]
+                if changed():
+                    return Dirty(out)
         return out
 
     def _names(self, text: str) -> list[str]:
@@ -166,9 +178,10 @@ def _changed(before: dict, after: dict) -> list[str]:
 
 def _in_process(work, index: int):
     try:
-        return work(index)
+        result = work(index)
     except SystemExit:
         return Failure("crashed", "raised SystemExit")
+    return result.value if isinstance(result, Dirty) else result
 
 
 def _pair(result: CheckResult) -> list:

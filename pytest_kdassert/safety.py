@@ -108,9 +108,12 @@ _BUILTIN_NAMES = {id(value): name for name, value in vars(builtins).items()}
 
 def static_refusal(stmt: ast.stmt) -> str | None:
     """Why the screened assertion ``stmt`` may not run, from its text alone; None if it may."""
-    for node in ast.walk(stmt):
+    nodes = list(ast.walk(stmt))
+    for node in nodes:
         if not isinstance(node, _ALLOWED_NODES):
             return _NODE_WORDS.get(type(node), f"{type(node).__name__} is not allowed")
+    names = [n for n in nodes if isinstance(n, ast.Name)]  # the clearest reasons first
+    for node in names + [n for n in nodes if not isinstance(n, ast.Name)]:
         reason = _node_refusal(node)
         if reason is not None:
             return reason
@@ -166,9 +169,9 @@ def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None) -> str |
     objects are never touched, so no property or ``__getattr__`` of theirs runs here.
     """
     local = _comprehension_names(stmt)
-    for node in ast.walk(stmt):
-        if not isinstance(node, (ast.Name, ast.Attribute)):
-            continue
+    nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
+    nodes += [n for n in ast.walk(stmt) if isinstance(n, ast.Attribute)]
+    for node in nodes:
         dotted = dotted_name(node)
         if dotted is None or dotted.split(".", 1)[0] in local:
             continue
@@ -205,7 +208,8 @@ def _value_refusal(dotted: str, value, rootdir: Path | None) -> str | None:
         return f"{dotted} is the module {value.__name__}" if top in FORBIDDEN_MODULES else None
     if inspect.isclass(value):
         top = (getattr(value, "__module__", "") or "").split(".", 1)[0]
-        return f"{dotted} is a class of {top}" if top in FORBIDDEN_MODULES else None
+        forbidden = top in FORBIDDEN_MODULES and top != "builtins"
+        return f"{dotted} is a class of {top}" if forbidden else None
     if not _is_function(value):
         return None  # a value of the test: its methods may be called
     if _BUILTIN_NAMES.get(id(value)) in SAFE_BUILTINS or _safe_module_call(value) \

@@ -4,7 +4,8 @@
   state of the process and yields each JSON result as it arrives. A task that runs past the
   time limit is killed (``timeout``), one that ends the child (``os._exit``, a signal) or
   raises ``KeyboardInterrupt``/``SystemExit`` is reported (``crashed``); the remaining tasks
-  go on in a fresh child with a fresh limit. Each task runs at most once.
+  go on in a fresh child with a fresh limit, as they do after a :class:`Dirty` result. Each
+  task runs at most once.
 * :class:`Standby` forks now and waits: :meth:`~Standby.go` makes the child run a job on the
   state of the moment it was forked, :meth:`~Standby.dismiss` ends it.
 
@@ -67,6 +68,14 @@ class Failure:
     detail: str
 
 
+@dataclass(frozen=True)
+class Dirty:
+    """A task's result after which the child's state can't be trusted (the task changed
+    what later tasks would see): the remaining tasks go on in a fresh child."""
+
+    value: object
+
+
 class Guard:
     """The audit hook's state in a child: what it refused (for the caller's verdict)."""
 
@@ -116,8 +125,8 @@ def run_forked(tasks: Sequence, work: Callable[[object], object], timeout: float
             for task in pending:
                 start += 1
                 got = child.receive(deadline, timeout)
-                yield task, got
-                if isinstance(got, Failure):
+                yield task, got.value if isinstance(got, Dirty) else got
+                if isinstance(got, (Failure, Dirty)):
                     break
         finally:
             child.stop()
@@ -130,6 +139,9 @@ def _serve(tasks: Sequence, work, send, refuse_code: bool) -> None:
             result = work(task)
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, SystemExit, ...
             send({"raised": type(exc).__name__})
+            return
+        if isinstance(result, Dirty):
+            send({"result": result.value, "dirty": True})
             return
         send({"result": result})
 
@@ -217,9 +229,17 @@ class _Child:
             return None
         data = self.buffer[_HEADER.size:_HEADER.size + size]
         self.buffer = self.buffer[_HEADER.size + size:]
-        message = json.loads(data)
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self.stop()
+            return Failure("crashed", "the child sent an unreadable result")
         if "raised" in message:
             return Failure("crashed", f"raised {message['raised']}")
+        if message.get("dirty"):
+            return Dirty(message.get("result"))
         return message.get("result")
 
     def _ended(self) -> str:
@@ -279,11 +299,12 @@ def _memory_limit() -> int | None:
         return None
 
 
-def _send(fd: int, message: dict) -> None:
+def _send(fd: int, message: dict, dumps=json.dumps, size=len, write=os.write) -> None:
+    """Frame and write one message (bound at import: a task may patch json or builtins)."""
     try:
-        data = json.dumps(message).encode()
+        data = dumps(message).encode()
     except (TypeError, ValueError) as exc:
-        data = json.dumps({"raised": f"unserialisable result ({exc})"}).encode()
-    view = memoryview(_HEADER.pack(len(data)) + data)
+        data = dumps({"raised": f"unserialisable result ({exc})"}).encode()
+    view = memoryview(_HEADER.pack(size(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[write(fd, view):]
