@@ -38,12 +38,16 @@ SAFE_BUILTINS = frozenset({
 ``ValueError``, ...) are allowed anyway."""
 
 FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "setattr", "delattr", "globals", "vars", "locals",
-    "breakpoint", "input", "exit", "quit", "help", "__import__",
     "os", "sys", "shutil", "subprocess", "socket", "builtins", "importlib", "ctypes",
 })
-"""Names refused wherever they occur, even when the test binds them: they reach the
-interpreter, files, processes or the network."""
+"""Module names refused wherever they occur, whatever the test binds them to."""
+
+FORBIDDEN_CALLS = frozenset({
+    "exec", "eval", "compile", "open", "setattr", "delattr", "globals", "vars", "locals",
+    "breakpoint", "input", "exit", "quit", "help", "__import__",
+})
+"""Builtins refused when called; as a value the name may be the test's own variable
+(``input = [1, 2]``): the site part resolves it (the builtin itself is not allowed there)."""
 
 FORBIDDEN_MODULES = frozenset({
     "os", "sys", "shutil", "subprocess", "socket", "builtins", "importlib", "ctypes", "signal",
@@ -112,8 +116,9 @@ def static_refusal(stmt: ast.stmt) -> str | None:
     for node in nodes:
         if not isinstance(node, _ALLOWED_NODES):
             return _NODE_WORDS.get(type(node), f"{type(node).__name__} is not allowed")
-    names = [n for n in nodes if isinstance(n, ast.Name)]  # the clearest reasons first
-    for node in names + [n for n in nodes if not isinstance(n, ast.Name)]:
+    first = [n for n in nodes if isinstance(n, ast.Name)  # the clearest reasons first
+             or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name))]
+    for node in first + [n for n in nodes if n not in first]:
         reason = _node_refusal(node)
         if reason is not None:
             return reason
@@ -126,13 +131,15 @@ def _node_refusal(node: ast.AST) -> str | None:
             return f"uses the dunder name {node.id}"
         if node.id in FORBIDDEN_NAMES:
             return f"uses {node.id}"
+    elif isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+            return f"uses {node.func.id}"
+        return _call_refusal(node)
     elif isinstance(node, ast.Attribute):
         if node.attr.startswith("__"):
             return f"uses the dunder attribute .{node.attr}"
         if node.attr in FORBIDDEN_METHODS:
             return f"uses .{node.attr}"
-    elif isinstance(node, ast.Call):
-        return _call_refusal(node)
     elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Pow, ast.LShift)):
         right = node.right
         if not (isinstance(right, ast.Constant) and isinstance(right.value, (int, float))

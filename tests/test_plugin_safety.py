@@ -150,7 +150,7 @@ def test_exec():
     assert (pytester.path / "keep" / "f.txt").read_text() == "alive"
     remove = sites["test_remove"]
     assert [(o, d) for _, o, d in remove[:4]] == [
-        ("unsafe", "uses the dunder name __import__"), ("unsafe", "uses os"),
+        ("unsafe", "uses __import__"), ("unsafe", "uses os"),
         ("unsafe", "uses .remove"), ("unsafe", "o is the module os")]
     assert [o for _, o, _ in remove[4:]] == ["error", "passed"]
     assert remove[4][2] == "SandboxRefusal: kdassert sandbox refused os.remove"
