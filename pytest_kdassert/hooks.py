@@ -16,6 +16,7 @@ import pytest
 from pytest_kdassert.cache import CachedSuggester, model_fingerprint
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.errors import KdassertError
+from pytest_kdassert.model_worker import WorkerSuggester
 from pytest_kdassert.session import SuggestSession
 from pytest_kdassert.suggester import ModelSuggester
 from pytest_kdassert.summary import finish, show
@@ -50,7 +51,12 @@ class KdassertHooks:
         if self._collect_only or not self.session.states:
             return
         suggester = self._suggester()
-        self.session.generate(suggester)
+        try:
+            self.session.generate(suggester)
+        finally:
+            close = getattr(getattr(suggester, "inner", suggester), "close", None)
+            if close is not None:
+                close()
         if isinstance(suggester, CachedSuggester) and suggester.hits:
             self.session.messages.append(
                 f"kdassert: {suggester.hits} of {suggester.hits + suggester.misses} model "
@@ -61,9 +67,10 @@ class KdassertHooks:
         if stub is not None:
             return stub
         settings = self.session.settings
+        kind = WorkerSuggester if self.session.runner.isolated else ModelSuggester
         try:
-            model = ModelSuggester(settings.model, settings.num_beams, settings.batch_size,
-                                   settings.threads)
+            model = kind(settings.model, settings.num_beams, settings.batch_size,
+                         settings.threads)
         except KdassertError as exc:
             self.session.notice(f"kdassert: no suggestions: {exc}")
             return None
