@@ -10,7 +10,8 @@
   state of the moment it was forked, :meth:`~Standby.dismiss` ends it.
 
 Children ignore SIGINT (a real Ctrl-C reaches the parent, which kills the child and goes on
-raising), write fd 1/2 and ``sys.stdout``/``sys.stderr`` to ``/dev/null``, collect no garbage
+raising), write fd 1/2 and ``sys.stdout``/``sys.stderr`` to ``/dev/null``, log nothing
+(a log handler may hold an open file), run under an address-space limit, collect no garbage
 (no finalizer of the parent's objects runs there) and install :func:`install_guard`, an audit
 hook that refuses writes, deletes, new processes, sockets and (for candidates) new code. They
 leave with ``os._exit``: no atexit handler, no buffered output of the parent is flushed twice.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import select
 import signal
@@ -276,6 +278,7 @@ def _child_main(body: Callable, write_fd: int, memory_limit: int | None) -> None
 def _enter_child(memory_limit: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
+    logging.disable(logging.CRITICAL)  # handlers may hold open files (--log-file)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
