@@ -10,8 +10,8 @@
   state of the moment it was forked, :meth:`~Standby.dismiss` ends it.
 
 Children ignore SIGINT (a real Ctrl-C reaches the parent, which kills the child and goes on
-raising), write fd 1/2 and ``sys.stdout``/``sys.stderr`` to ``/dev/null``, log nothing
-(a log handler may hold an open file), run under an address-space limit, collect no garbage
+raising), write fd 1/2 and ``sys.stdout``/``sys.stderr`` to ``/dev/null``, run under an
+address-space limit, log nothing (for candidates: a handler may hold an open file), collect no garbage
 (no finalizer of the parent's objects runs there) and install :func:`install_guard`, an audit
 hook that refuses writes, deletes, new processes, sockets and (for candidates) new code. They
 leave with ``os._exit``: no atexit handler, no buffered output of the parent is flushed twice.
@@ -162,7 +162,7 @@ class Standby:
                 guard = install_guard(refuse_code)
                 send({"result": job(json.loads(message), guard)})
 
-        self._child = _Child(body)
+        self._child = _Child(body, quiet=False)  # the test's own logging runs as it would
         os.close(control_read)
 
     def go(self, payload, timeout: float):
@@ -193,7 +193,7 @@ def _read_until_eof(fd: int) -> bytes:
 class _Child:
     """One forked child running ``body(send)``; the parent reads what it sends."""
 
-    def __init__(self, body: Callable):
+    def __init__(self, body: Callable, quiet: bool = True):
         read_fd, write_fd = os.pipe()
         limit = _memory_limit()
         with warnings.catch_warnings():
@@ -201,7 +201,7 @@ class _Child:
             pid = os.fork()
         if pid == 0:
             os.close(read_fd)
-            _child_main(body, write_fd, limit)
+            _child_main(body, write_fd, limit, quiet)
         os.close(write_fd)
         self.pid: int | None = pid
         self.fd: int | None = read_fd
@@ -263,11 +263,11 @@ class _Child:
             self.fd = None
 
 
-def _child_main(body: Callable, write_fd: int, memory_limit: int | None) -> None:
+def _child_main(body: Callable, write_fd: int, memory_limit: int | None, quiet: bool) -> None:
     """The child's whole life: never returns."""
     status = 0
     try:
-        _enter_child(memory_limit)
+        _enter_child(memory_limit, quiet)
         body(lambda message: _send(write_fd, message))
     except BaseException:  # noqa: BLE001 - the parent sees a crash; nothing may escape
         status = 70
@@ -275,10 +275,11 @@ def _child_main(body: Callable, write_fd: int, memory_limit: int | None) -> None
         os._exit(status)
 
 
-def _enter_child(memory_limit: int | None) -> None:
+def _enter_child(memory_limit: int | None, quiet: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
-    logging.disable(logging.CRITICAL)  # handlers may hold open files (--log-file)
+    if quiet:
+        logging.disable(logging.CRITICAL)  # handlers may hold open files (--log-file)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
