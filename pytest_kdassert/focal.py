@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import linecache
 import logging
@@ -149,8 +150,12 @@ def _is_library(obj) -> bool:
         path = inspect.getsourcefile(obj) or ""
     except TypeError:
         return True
-    stdlib = sysconfig.get_paths()["stdlib"]
-    return "site-packages" in path or path.startswith(stdlib)
+    return "site-packages" in path or path.startswith(_stdlib())
+
+
+@functools.cache
+def _stdlib() -> str:
+    return sysconfig.get_paths()["stdlib"]  # expands config variables: ~0.4 ms a call
 
 
 TEST_DIRS = frozenset({"test", "tests", "testing"})

@@ -24,10 +24,10 @@ from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.discovery import (
     APPEND_MODE,
+    FileIndex,
     body_asserts,
     code_of_test,
     find_sites,
-    function_info,
 )
 from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_inputs, focal_names
@@ -60,6 +60,7 @@ class SuggestSession:
         """Set when the current test call produced a grounded value (it gets a re-run)."""
         self._observing = False
         """True during the flakiness re-run: values are collected, nothing is checked."""
+        self._indexes: dict[Path, FileIndex | None] = {}
 
     # -- collection ---------------------------------------------------------------------
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
@@ -68,8 +69,8 @@ class SuggestSession:
         code = code_of_test(test_obj)
         if code is None or Path(code.co_filename) != Path(path):
             return
-        source = self.changeset.baseline(Path(path))
-        info = function_info(source, code) if source is not None else None
+        index = self._file_index(Path(path))
+        info = index.function(code) if index is not None else None
         if info is None:
             return
         states = []
@@ -86,6 +87,23 @@ class SuggestSession:
             states.append(state)
         if states:
             self.by_test[nodeid] = (code, states)
+
+    def collection_done(self) -> None:
+        """Drop the parsed test files: sites keep what they need, and a big file's AST would
+        otherwise stay alive through every garbage collection of the run."""
+        self._indexes.clear()
+
+    def release(self) -> None:
+        """Drop what only the end of the run needed (parsed files, rendered edits)."""
+        self._indexes.clear()
+        self.changeset.release()
+
+    def _file_index(self, path: Path) -> FileIndex | None:
+        """The parsed test file, parsed once per run (None when unreadable or unparsable)."""
+        if path not in self._indexes:
+            source = self.changeset.baseline(path)
+            self._indexes[path] = FileIndex.parse(source) if source is not None else None
+        return self._indexes[path]
 
     def _find_focal(self, state: SiteState, node, namespace: dict) -> None:
         statements = flatten_statements(node.body)
