@@ -17,9 +17,10 @@ directory first on ``PYTHONPATH``::
         --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
         --kdassert-ground --kdassert-no-templates | --kdassert-no-ground | --kdassert-ground
 
-(the three modes: "on", grounding of the model's own candidates; "off"; and "templates",
-the plugin's default, which adds ``assert <variable> == <observed value>`` candidates over
-the test's variables, ranked by the model). Each report site is matched back to its example by file and test name. Per mode:
+(the modes: "on", grounding of the model's own candidates; "off"; "templates", which adds
+``assert <variable> == <observed value>`` candidates over the test's variables, ranked by the
+model; and "exemplars", the plugin's default, which also adapts the assertions of the
+project's most similar other tests; the first three pass ``--kdassert-exemplars=0``). Each report site is matched back to its example by file and test name. Per mode:
 
 - **not run**: the test failed or erred (``test-failed``; this includes tests that fail
   because the removed assertion had a side effect the rest of the test relied on), its
@@ -78,11 +79,13 @@ DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "clic
                     "python-slugify", "ecdsa")
 PLACEHOLDER_STMT = "assert ..."
 NOT_RUN_STATUSES = frozenset({"test-failed", "not-run"})
-MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates")),
-         ("off", ("--kdassert-no-ground",)),
-         ("templates", ("--kdassert-ground",)))
-"""Grounding of the model's own candidates, no grounding, and grounding plus the templates
-over the test's variables (the plugin's default; see ``pytest_kdassert/templates.py``)."""
+MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates", "--kdassert-exemplars=0")),
+         ("off", ("--kdassert-no-ground", "--kdassert-exemplars=0")),
+         ("templates", ("--kdassert-ground", "--kdassert-exemplars=0")),
+         ("exemplars", ("--kdassert-ground",)))
+"""Grounding of the model's own candidates, no grounding, grounding plus the templates over
+the test's variables (see ``pytest_kdassert/templates.py``), and all that plus the adapted
+assertions of the project's other tests (the plugin's default; ``pytest_kdassert/pool.py``)."""
 SKIPPED_MARKERS = "not stress and not slow"
 """The projects' own ``addopts`` are dropped (they name plugins that may be missing), and with
 them their deselection of stress tests (click's runs 10,000 instances): deselect those here."""

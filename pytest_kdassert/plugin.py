@@ -60,6 +60,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--kdassert-no-templates", action="store_true", default=False,
                     help="don't add `assert <variable> == <observed value>` candidates for the "
                          "variables a test assigned (they need grounding).")
+    group.addoption("--kdassert-exemplars", type=int, default=3, metavar="N",
+                    help="how many similar assertions of the project's other tests to adapt "
+                         "into candidates per site (default 3; 0: none).")
     group.addoption("--kdassert-report", default=None, metavar="FILE.json",
                     help="write every site, candidate and verification outcome as JSON.")
     parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
@@ -102,6 +105,7 @@ def _settings(config, mode):
             verify=not config.getoption("kdassert_no_verify"),
             ground=config.getoption("kdassert_ground"),
             templates=not config.getoption("kdassert_no_templates"),
+            exemplars=config.getoption("kdassert_exemplars"),
             report=config.getoption("kdassert_report"),
         )
     except (ConfigError, ValueError) as exc:

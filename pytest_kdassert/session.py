@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
+from pytest_kdassert.core.adapt import adapt_assertion
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.core.source import flatten_statements
@@ -32,7 +33,15 @@ from pytest_kdassert.discovery import (
 from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_inputs, focal_names
 from pytest_kdassert.outcomes import Origin, Outcome
-from pytest_kdassert.sites import SiteState, decide, literal_bindings, why_redundant
+from pytest_kdassert.pool import ExemplarPool, pool_files
+from pytest_kdassert.sites import (
+    SiteState,
+    decide,
+    literal_bindings,
+    names_bound_by_test,
+    reads_test_names,
+    why_redundant,
+)
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
 from pytest_kdassert.templates import assigned_names, template_candidates
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
@@ -61,11 +70,17 @@ class SuggestSession:
         self._observing = False
         """True during the flakiness re-run: values are collected, nothing is checked."""
         self._indexes: dict[Path, FileIndex | None] = {}
+        self.collected_files: set[Path] = set()
+        """Every file a test was collected from: with their sibling test files, the pool of
+        exemplars."""
+        self.pool_size: int | None = None
+        """Assertions in the exemplar pool (None: no pool was built)."""
 
     # -- collection ---------------------------------------------------------------------
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
                  test_class: type | None = None) -> None:
         """Find the sites of one collected test (parametrized instances share them)."""
+        self.collected_files.add(Path(path))
         code = code_of_test(test_obj)
         if code is None or Path(code.co_filename) != Path(path):
             return
@@ -109,6 +124,7 @@ class SuggestSession:
         statements = flatten_statements(node.body)
         state.existing = frozenset(existing_assertions(statements))
         state.literal_bindings = literal_bindings(statements, state.before_line)
+        state.test_names = names_bound_by_test(node, assigned_names(node, state.before_line))
         focal = resolve_focal(node, state.before_line, namespace)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
@@ -122,9 +138,12 @@ class SuggestSession:
         if not self.states or suggester is None:
             return
         states = list(self.states.values())
-        requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
-                                   s.focal_source, s.site.masked_source) for s in states]
         start = time.perf_counter()
+        self._retrieve_exemplars(states)
+        requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
+                                   s.focal_source, s.site.masked_source,
+                                   tuple((e.entry.masked_test, e.entry.assertion)
+                                         for e in s.exemplars)) for s in states]
         try:
             results = suggester.suggest(requests)
         except KdassertError as exc:
@@ -132,19 +151,52 @@ class SuggestSession:
             return
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
-        self._add_templates(states, requests, suggester)
+        self._add_scored(states, requests, suggester, Origin.EXEMPLAR,
+                         [self._exemplar_candidates(s) for s in states])
+        self._add_scored(states, requests, suggester, Origin.TEMPLATE,
+                         [{t: None for t in s.templates} for s in states])
         self.suggest_seconds = time.perf_counter() - start
 
     def notice(self, message: str) -> None:
         self.messages.append(message)
         self._notice(message)
 
-    def _add_templates(self, states, requests, suggester) -> None:
-        """Append each site's templates the model did not already propose, scored by the model."""
+    def _retrieve_exemplars(self, states: list[SiteState]) -> None:
+        """Each site's most similar assertions of the project's other tests."""
+        if not self.settings.exemplars:
+            return
+        pool = ExemplarPool(pool_files(self.collected_files), self._display,
+                            k=self.settings.exemplars)
+        self.pool_size = len(pool)
+        for state in states:
+            site = state.site
+            state.exemplars = pool.query(self._display(site.path), site.qualname,
+                                         site.masked_source)
+
+    def _display(self, path: Path) -> str:
+        return self.changeset.display_name(Path(path))
+
+    def _exemplar_candidates(self, state: SiteState) -> dict[str, float]:
+        """The site's exemplars renamed to its own names (:mod:`.core.adapt`), with their
+        similarity; the closest wins when two adapt to one text. One that reads none of the
+        test's names would only repeat the other test's check: it is left out."""
+        found: dict[str, float] = {}
+        for exemplar in state.exemplars:
+            entry = exemplar.entry
+            text = adapt_assertion(entry.assertion, entry.masked_test, state.site.masked_source,
+                                   entry.focal_name, state.focal_name)
+            if reads_test_names(text, state.test_names):
+                found.setdefault(text, exemplar.score)
+        return found
+
+    def _add_scored(self, states, requests, suggester, origin: Origin,
+                    proposals: list[dict[str, float | None]]) -> None:
+        """Append each site's proposals (text -> similarity) the model did not already
+        propose, scored by the model when it can."""
         wanted = []
-        for state, request in zip(states, requests, strict=True):
-            texts = {c.text for c in state.candidates}
-            fresh = [t for t in state.templates if t not in texts]
+        for state, request, texts in zip(states, requests, proposals, strict=True):
+            known = {c.text for c in state.candidates}
+            fresh = {t: sim for t, sim in texts.items() if t not in known}
             if fresh:
                 wanted.append((state, request, fresh))
         if not wanted:
@@ -152,20 +204,22 @@ class SuggestSession:
         scores = None
         if hasattr(suggester, "score"):
             try:
-                scores = suggester.score([w[1] for w in wanted], [w[2] for w in wanted])
+                scores = suggester.score([w[1] for w in wanted], [list(w[2]) for w in wanted])
             except KdassertError as exc:
-                logger.info("kdassert: templates left unscored: %s", exc)
+                logger.info("kdassert: %s candidates left unscored: %s", origin, exc)
         for i, (state, _, fresh) in enumerate(wanted):
             site_scores = scores[i] if scores is not None else [None] * len(fresh)
             start = len(state.candidates)
             self._screen(state, [RawCandidate(text, score, start + j) for j, (text, score)
                                  in enumerate(zip(fresh, site_scores, strict=True))],
-                         origin=Origin.TEMPLATE)
+                         origin=origin, similarity=list(fresh.values()))
 
-    def _screen(self, state: SiteState, raw, origin: Origin = Origin.MODEL) -> None:
-        for candidate in raw:
+    def _screen(self, state: SiteState, raw, origin: Origin = Origin.MODEL,
+                similarity: list[float | None] | None = None) -> None:
+        for k, candidate in enumerate(raw):
             index = len(state.candidates)
-            check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin)
+            check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin,
+                                   similarity=similarity[k] if similarity else None)
             normalized, problem = self.verifier.screen(candidate.text)
             redundant = normalized and why_redundant(normalized, state.existing,
                                                      state.literal_bindings)
@@ -231,7 +285,7 @@ class SuggestSession:
                 check = state.candidates[index]
                 if not self._observing:
                     check.record(self.verifier.check(text, frame_globals, frame_locals))
-                if self.settings.ground and check.origin in (Origin.MODEL, Origin.TEMPLATE):
+                if self.settings.ground and check.origin in GROUNDABLE:
                     grounded = self.verifier.ground(text, frame_globals, frame_locals)
                     state.ground_seen.setdefault(index, set()).add(grounded)
                     if grounded is not None and grounded != text:
@@ -249,9 +303,8 @@ class SuggestSession:
                 state.grounded_sources[existing].add(source)
             return  # the model proposed this very text: it is checked as the model's
         model = state.candidates[source]
-        origin = Origin.OBSERVED if model.origin == Origin.TEMPLATE else Origin.GROUNDED
-        check = CandidateCheck(text, model.score, model.rank, origin=origin,
-                               grounded_from=model.text)
+        check = CandidateCheck(text, model.score, model.rank, origin=GROUNDABLE[model.origin],
+                               grounded_from=model.text, similarity=model.similarity)
         redundant = why_redundant(text, state.existing, state.literal_bindings)
         if redundant:
             check.outcome, check.detail = Outcome.REDUNDANT, redundant
@@ -278,6 +331,11 @@ class SuggestSession:
     def sorted_states(self) -> list[SiteState]:
         """Sites in file order."""
         return sorted(self.states.values(), key=lambda s: (str(s.site.path), s.site.line))
+
+
+GROUNDABLE = {Origin.MODEL: Origin.GROUNDED, Origin.TEMPLATE: Origin.OBSERVED,
+              Origin.EXEMPLAR: Origin.RECALLED}
+"""Origins whose candidates are grounded, and the origin of what grounding makes of them."""
 
 
 class HelperLookup:
