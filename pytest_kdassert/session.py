@@ -34,6 +34,7 @@ from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_inputs, focal_names
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.pool import ExemplarPool, pool_files
+from pytest_kdassert.project import project_packages
 from pytest_kdassert.sites import (
     SiteState,
     decide,
@@ -70,6 +71,8 @@ class SuggestSession:
         self._observing = False
         """True during the flakiness re-run: values are collected, nothing is checked."""
         self._indexes: dict[Path, FileIndex | None] = {}
+        self.project = project_packages(Path(rootpath))
+        """Top-level packages of the project under test (found wherever they are installed)."""
         self.collected_files: set[Path] = set()
         """Every file a test was collected from: with their sibling test files, the pool of
         exemplars."""
@@ -125,7 +128,7 @@ class SuggestSession:
         state.existing = frozenset(existing_assertions(statements))
         state.literal_bindings = literal_bindings(statements, state.before_line)
         state.test_names = names_bound_by_test(node, assigned_names(node, state.before_line))
-        focal = resolve_focal(node, state.before_line, namespace)
+        focal = resolve_focal(node, state.before_line, namespace, self.project)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
             state.focal_names = focal_names(node, focal.name, state.before_line)
