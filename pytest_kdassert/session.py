@@ -44,7 +44,12 @@ from pytest_kdassert.sites import (
     why_redundant,
 )
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
-from pytest_kdassert.templates import assigned_names, template_candidates
+from pytest_kdassert.templates import (
+    acted_on_names,
+    assigned_names,
+    expression_templates,
+    template_candidates,
+)
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
 
 logger = logging.getLogger(__name__)
@@ -99,8 +104,8 @@ class SuggestSession:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, namespace)
                 if self.settings.ground and self.settings.templates:
-                    state.templates = template_candidates(
-                        assigned_names(info.node, state.before_line), _is_unittest(test_class))
+                    state.templates = site_templates(info.node, state,
+                                                     _is_unittest(test_class))
             state.site.nodeids.append(nodeid)
             states.append(state)
         if states:
@@ -372,6 +377,21 @@ class HelperLookup:
             obj = getattr(obj, "__func__", obj)
             return obj if inspect.isfunction(obj) else None
         return None
+
+
+def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
+    """Templates over the test's last-assigned variables, then over the state it left
+    without a name: the size of objects it acted on. (The value of a discarded final call,
+    :func:`~.templates.final_call`, waits for candidates to run isolated from each other:
+    calling it again changes what the other candidates see.)"""
+    acted = acted_on_names(node, state.before_line, state.test_names)
+    expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
+    return [*template_candidates(assigned_names(node, state.before_line), unittest_style),
+            *expression_templates(expressions, unittest_style)]
+
+
+MAX_ACTED_ON = 2
+"""Objects the test called methods on whose size is offered as a template."""
 
 
 def _is_unittest(test_class: type | None) -> bool:
