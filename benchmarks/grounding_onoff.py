@@ -17,9 +17,10 @@ directory first on ``PYTHONPATH``::
         --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
         --kdassert-ground --kdassert-no-templates | --kdassert-no-ground | --kdassert-ground
 
-(the three modes: "on", grounding of the model's own candidates; "off"; and "templates",
-the plugin's default, which adds ``assert <variable> == <observed value>`` candidates over
-the test's variables, ranked by the model). Each report site is matched back to its example by file and test name. Per mode:
+(the modes: "on", grounding of the model's own candidates; "off"; "templates", which adds
+``assert <variable> == <observed value>`` candidates over the test's variables, ranked by the
+model; and "exemplars", the plugin's default, which also adapts the assertions of the
+project's most similar other tests; the first three pass ``--kdassert-exemplars=0``). Each report site is matched back to its example by file and test name. Per mode:
 
 - **not run**: the test failed or erred (``test-failed``; this includes tests that fail
   because the removed assertion had a side effect the rest of the test relied on), its
@@ -78,11 +79,13 @@ DEFAULT_PROJECTS = ("more-itertools", "toml", "validators", "marshmallow", "clic
                     "python-slugify", "ecdsa")
 PLACEHOLDER_STMT = "assert ..."
 NOT_RUN_STATUSES = frozenset({"test-failed", "not-run"})
-MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates")),
-         ("off", ("--kdassert-no-ground",)),
-         ("templates", ("--kdassert-ground",)))
-"""Grounding of the model's own candidates, no grounding, and grounding plus the templates
-over the test's variables (the plugin's default; see ``pytest_kdassert/templates.py``)."""
+MODES = (("on", ("--kdassert-ground", "--kdassert-no-templates", "--kdassert-exemplars=0")),
+         ("off", ("--kdassert-no-ground", "--kdassert-exemplars=0")),
+         ("templates", ("--kdassert-ground", "--kdassert-exemplars=0")),
+         ("exemplars", ("--kdassert-ground",)))
+"""Grounding of the model's own candidates, no grounding, grounding plus the templates over
+the test's variables (see ``pytest_kdassert/templates.py``), and all that plus the adapted
+assertions of the project's other tests (the plugin's default; ``pytest_kdassert/pool.py``)."""
 SKIPPED_MARKERS = "not stress and not slow"
 """The projects' own ``addopts`` are dropped (they name plugins that may be missing), and with
 them their deselection of stress tests (click's runs 10,000 instances): deselect those here."""
@@ -115,7 +118,10 @@ class GroundingBenchConfig:
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     """``kdassert mine``'s source cache; projects are read from its ``unpacked/``."""
     modes: tuple[str, ...] = tuple(mode for mode, _ in MODES)
-    """Which of ``MODES`` to run (all three by default)."""
+    """Which of ``MODES`` to run (all of them by default)."""
+    false_sites: bool = True
+    """Also run the drawn tests' files unmodified (no model: a stub suggester) and count the
+    sites the plugin finds there: tests it would call assertion-less."""
 
     def __post_init__(self):
         if self.per_project < 1:
@@ -223,11 +229,70 @@ def is_value_assertion(text: str) -> bool:
     return isinstance(func, ast.Attribute) and func.attr in _VALUE_UNITTEST
 
 
+_PIN_UNITTEST = {"assertEqual": None, "assertEquals": None, "assertIs": None,
+                 "assertIsNone": "None", "assertTrue": "True", "assertFalse": "False"}
+
+
+def _pinned(text: str) -> tuple[str, object] | None:
+    """``(expression, value)`` when an assertion pins an expression to one literal value:
+    ``assert e == lit``, ``assert e is None``, ``self.assertEqual(e, lit)``, ``assertIsNone(e)``."""
+    try:
+        stmt = ast.parse(text.strip()).body[0]
+    except (SyntaxError, ValueError, IndexError, RecursionError):
+        return None
+    if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare) \
+            and len(stmt.test.ops) == 1 and isinstance(stmt.test.ops[0], (ast.Eq, ast.Is)):
+        pair = [stmt.test.left, stmt.test.comparators[0]]
+    elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) \
+            and isinstance(stmt.value.func, ast.Attribute) \
+            and stmt.value.func.attr in _PIN_UNITTEST and stmt.value.args:
+        fixed = _PIN_UNITTEST[stmt.value.func.attr]
+        pair = stmt.value.args[:2] if fixed is None else [stmt.value.args[0],
+                                                           ast.parse(fixed).body[0].value]
+    else:
+        return None
+    if len(pair) != 2:
+        return None
+    for expr, literal in (pair, pair[::-1]):
+        try:
+            return ast.unparse(expr), ast.literal_eval(literal)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            continue
+    return None
+
+
+def as_strong(chosen: str | None, original: str) -> bool:
+    """Whether the chosen assertion checks at least what the author's did.
+
+    Exact (after normalising); or both pin a value (``==``/``is``, ``assertEqual``,
+    ``assertIsNone``, ...) to equal literals of the same type, whatever the names (the test's
+    other name for the same value, say); or the chosen one pins, by ``==``/``is``, an
+    expression the author's assertion only checks loosely (``len(x) == 3`` against
+    ``len(x) > 0``, ``x == 'ab'`` against ``'a' in x``).
+    """
+    if chosen is None:
+        return False
+    if normalize_assertion(chosen) == normalize_assertion(original):
+        return True
+    ours, theirs = _pinned(chosen), _pinned(original)
+    if ours is None:
+        return False
+    if theirs is not None:
+        return type(ours[1]) is type(theirs[1]) and ours[1] == theirs[1]
+    try:
+        checked = {ast.unparse(node) for node in ast.walk(ast.parse(original.strip()))
+                   if isinstance(node, ast.expr)}
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    return ours[0] in checked
+
+
 def score_site(example: Example, record: dict | None) -> dict:
     """One mode's outcome for an example: ran, passing, exact, and candidate outcomes
     (``origin:outcome`` counts) with the model's top text, for reading the numbers."""
     if record is None:
         return {"status": "not-collected", "ran": False, "passing": False, "exact": False,
+                "strong": False,
                 "chosen": None, "origin": None, "model_top": None, "outcomes": {}}
     chosen = record.get("chosen")
     passing = record.get("status") == "suggested" and chosen is not None
@@ -239,6 +304,7 @@ def score_site(example: Example, record: dict | None) -> dict:
         outcomes[key] = outcomes.get(key, 0) + 1
     return {"status": record.get("status"), "ran": record.get("status") not in NOT_RUN_STATUSES,
             "passing": passing, "exact": bool(exact), "chosen": chosen,
+            "strong": passing and as_strong(chosen, example.assertion),
             "origin": record.get("chosen_origin"),
             "model_top": candidates[0]["text"] if candidates else None, "outcomes": outcomes}
 
@@ -250,9 +316,11 @@ def tally(rows: list[dict], mode: str) -> dict:
     counts = {"tests": len(rows), "not_run": len(rows) - len(ran), "focal": len(ran),
               "passing": sum(r[mode]["passing"] for r in ran),
               "exact": sum(r[mode]["exact"] for r in ran),
+              "strong": sum(r[mode].get("strong", False) for r in ran),
               "value_focal": len(values), "value_exact": sum(r[mode]["exact"] for r in values)}
     counts["passing_pct"] = _pct(counts["passing"], counts["focal"])
     counts["exact_pct"] = _pct(counts["exact"], counts["focal"])
+    counts["strong_pct"] = _pct(counts["strong"], counts["focal"])
     counts["value_exact_pct"] = _pct(counts["value_exact"], counts["value_focal"])
     return counts
 
@@ -313,7 +381,8 @@ def node_id(run_dir: Path, tree: Path, test_file: str, test_name: str) -> str:
 
 
 def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flags: tuple[str, ...], report: Path,
-               config: GroundingBenchConfig) -> tuple[dict | None, float, str]:
+               config: GroundingBenchConfig, extra_paths: list[str] = (),
+               plugins: str | None = None) -> tuple[dict | None, float, str]:
     """Run pytest with the plugin; ``(report or None, seconds, its output)``."""
     cmd = [sys.executable, "-m", "pytest", *nodeids, "-p", "no:xdist", "-p", "no:cacheprovider",
            "-o", "addopts=", "-m", SKIPPED_MARKERS,
@@ -321,8 +390,10 @@ def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flags: tuple
            "--kdassert-model", config.model, *flags]
     if config.threads:
         cmd += ["--kdassert-threads", str(config.threads)]
-    paths = [str(import_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(import_dir), *extra_paths, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    if plugins:
+        env["PYTEST_PLUGINS"] = plugins
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True,
@@ -363,8 +434,63 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
                           "output_tail": output[-2000:] if payload is None else ""}
             _log(f"{project} mode {mode}: {len(kept)} tests, {seconds:.0f} s")
             _warn_if_broken(project, mode, payload, runs[mode]["kdassert_lines"], output)
-    return {"project": project, "source": original.name, "problems": problems, "runs": runs,
-            **{mode: tally(rows, mode) for mode in config.modes}, "examples": rows}
+    result = {"project": project, "source": original.name, "problems": problems, "runs": runs,
+              **{mode: tally(rows, mode) for mode in config.modes}, "examples": rows}
+    if config.false_sites:
+        result["unmodified"] = false_sites(original, sorted({e.test_file for e in examples}),
+                                           config)
+        _log(f"{project} unmodified: {result['unmodified']['sites']} site(s) in "
+             f"{result['unmodified']['tests']} tests")
+    return result
+
+
+STUB_SUGGESTER = '''
+import pytest
+
+
+class _NoCandidates:
+    def suggest(self, requests):
+        return [[] for _ in requests]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_kdassert_suggester(config):
+    return _NoCandidates()
+'''
+
+
+def false_sites(original: Path, test_files: list[str], config: GroundingBenchConfig) -> dict:
+    """Sites the plugin finds in unmodified test files (every one of their tests already
+    checked something when its author wrote it, except tests written to check nothing)."""
+    with tempfile.TemporaryDirectory(prefix="kdassert-unmodified-") as tmp:
+        tree = Path(tmp) / original.name
+        shutil.copytree(original, tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        run_dir, import_dir = project_dirs(tree, test_files[0])
+        (Path(tmp) / "kdassert_bench_stub.py").write_text(STUB_SUGGESTER)
+        files = [(tree / f).relative_to(run_dir).as_posix() for f in test_files]
+        junit = Path(tmp) / "junit.xml"
+        report = Path(tmp) / "report.json"
+        env_paths = [tmp]
+        payload, seconds, _ = run_plugin(run_dir, import_dir, files, (f"--junitxml={junit}",),
+                                         report, config, extra_paths=env_paths,
+                                         plugins="kdassert_bench_stub")
+        tests = _junit_tests(junit)
+    sites = payload["sites"] if payload else []
+    return {"files": len(files), "tests": tests, "sites": len(sites),
+            "sites_pct": _pct(len(sites), tests), "seconds": round(seconds, 1),
+            "site_tests": sorted({s["function"] for s in sites})}
+
+
+def _junit_tests(path: Path) -> int:
+    """Test cases run (skips excluded) in a junit XML file; 0 when it is missing."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return 0
+    cases = root.iter("testcase")
+    return sum(1 for case in cases if case.find("skipped") is None)
 
 
 def _records_by_test(payload: dict | None) -> dict:
@@ -398,21 +524,24 @@ def _fmt(value: float | None) -> str:
 
 
 def format_table(results: list[dict], total: dict) -> str:
-    """Markdown table: per project and total, one figure per mode (off / on / templates)."""
-    order = [m for m in ("off", "on", "templates") if m in total]
-    names = " / ".join("tpl" if m == "templates" else m for m in order)
+    """Markdown table: per project and total, one figure per mode (off / on / tpl / ex)."""
+    order = [m for m in ("off", "on", "templates", "exemplars") if m in total]
+    short = {"templates": "tpl", "exemplars": "ex"}
+    names = " / ".join(short.get(m, m) for m in order)
     head = (f"| project | tests | not run {names.replace(' ', '')} | focal | passing % {names} "
-            f"| exact % {names} | value asserts | value exact % {names} |")
-    lines = [head, "|" + "---|" * 8]
+            f"| exact % {names} | as strong % {names} | value asserts "
+            f"| value exact % {names} |")
+    lines = [head, "|" + "---|" * 9]
     for res in [*results, total]:
         tallies = [res[m] for m in order]
         focal = "/".join(dict.fromkeys(str(t["focal"]) for t in tallies))
         cells = {key: " / ".join(_fmt(t[key]) for t in tallies)
-                 for key in ("passing_pct", "exact_pct", "value_exact_pct")}
+                 for key in ("passing_pct", "exact_pct", "strong_pct", "value_exact_pct")}
         lines.append(
             f"| {res['project']} | {tallies[0]['tests']} "
             f"| {'/'.join(str(t['not_run']) for t in tallies)} | {focal} "
-            f"| {cells['passing_pct']} | {cells['exact_pct']} | {tallies[0]['value_focal']} "
+            f"| {cells['passing_pct']} | {cells['exact_pct']} | {cells['strong_pct']} "
+            f"| {tallies[0]['value_focal']} "
             f"| {cells['value_exact_pct']} |")
     return "\n".join(lines)
 
@@ -436,6 +565,10 @@ def run_benchmark(config: GroundingBenchConfig) -> dict:
     results = [bench_project(p, chosen[p], config) for p in config.projects if chosen[p]]
     rows = [row for res in results for row in res["examples"]]
     total = {"project": "**total**", **{mode: tally(rows, mode) for mode in config.modes}}
+    if config.false_sites:
+        unmodified = [r["unmodified"] for r in results]
+        tests, sites = sum(u["tests"] for u in unmodified), sum(u["sites"] for u in unmodified)
+        total["unmodified"] = {"tests": tests, "sites": sites, "sites_pct": _pct(sites, tests)}
     result = {"config": asdict(config), "seconds": round(time.perf_counter() - start, 1),
               "total": total, "projects": results,
               "skipped_projects": [p for p in config.projects if not chosen[p]]}
@@ -456,6 +589,8 @@ def parse_args(argv=None) -> GroundingBenchConfig:
     parser.add_argument("--out", default=GroundingBenchConfig.out)
     parser.add_argument("--modes", default=",".join(m for m, _ in MODES),
                         help="comma-separated subset of on,off,templates")
+    parser.add_argument("--no-false-sites", action="store_true",
+                        help="skip the run of the unmodified test files")
     parser.add_argument("--cache-dir", default=GroundingBenchConfig.cache_dir,
                         help="kdassert mine's source cache (holds unpacked/)")
     args = parser.parse_args(argv)
@@ -464,7 +599,7 @@ def parse_args(argv=None) -> GroundingBenchConfig:
     return GroundingBenchConfig(model=model, data=args.data, projects=projects,
                                 per_project=args.per_project, seed=args.seed,
                                 threads=args.threads, timeout=args.timeout, out=args.out,
-                                cache_dir=args.cache_dir,
+                                cache_dir=args.cache_dir, false_sites=not args.no_false_sites,
                                 modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()))
 
 
@@ -474,6 +609,11 @@ def main(argv=None) -> None:
     print(format_table(result["projects"], result["total"]))
     print()
     print(value_gain_line(result["total"]))
+    unmodified = result["total"].get("unmodified")
+    if unmodified:
+        print(f"Unmodified files: {unmodified['sites']} site(s) in {unmodified['tests']} tests "
+              f"({_fmt(unmodified['sites_pct'])}%), a test with no check of its own counting "
+              "as one.")
     print(f"{result['total'][config.modes[0]]['tests']} tests in {result['seconds']:.0f} s; "
           f"JSON: {config.out}")
 

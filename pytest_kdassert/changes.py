@@ -21,7 +21,7 @@ from pytest_kdassert.core.atomic import replace_file
 from pytest_kdassert.core.errors import UnwritableFileError
 from pytest_kdassert.core.pyfile import PythonText, encode_python, read_python
 from pytest_kdassert.discovery import PLACEHOLDER_MODE
-from pytest_kdassert.rewrite import edit_source
+from pytest_kdassert.rewrite import EditResult, edit_source
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class ChangeSet:
         self.unreadable: dict[Path, str] = {}
         """Files that could not be read, with the reason (Python can't import them either)."""
         self.changes: dict[Path, list[Change]] = {}
+        self._modules: dict[Path, cst.Module] = {}
+        """Each baseline parsed once by libcst (a file of thousands of tests takes seconds)."""
+        self._edits: dict[tuple, EditResult] = {}
+        """Edits already made, by (path, changes): the diff shown and the file written agree
+        and cost one pass."""
 
     def baseline(self, path: Path) -> str | None:
         """The file's text as first seen this session (None when unreadable)."""
@@ -84,7 +89,7 @@ class ChangeSet:
         appends = {c.qualname: c.text for c in changes if c.mode != PLACEHOLDER_MODE}
         baseline = self.baselines[path]
         try:
-            edited = edit_source(baseline.text, replacements, appends)
+            edited = self._edit(path, tuple(changes), replacements, appends)
             result.new_data = encode_python(edited.code, baseline.encoding)
         except cst.ParserSyntaxError as exc:
             result.problem = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
@@ -99,6 +104,18 @@ class ChangeSet:
         result.new_text, result.count = edited.code, edited.applied
         result.diff = unified_diff(baseline.text, edited.code, self.display_name(path))
         return result
+
+    def _edit(self, path: Path, key: tuple, replacements: dict, appends: dict) -> EditResult:
+        if (path, key) not in self._edits:
+            if path not in self._modules:
+                self._modules[path] = cst.parse_module(self.baselines[path].text)
+            self._edits[path, key] = edit_source(self._modules[path], replacements, appends)
+        return self._edits[path, key]
+
+    def release(self) -> None:
+        """Forget parsed modules and edits (rendering again re-parses)."""
+        self._modules.clear()
+        self._edits.clear()
 
     def write(self, result: FileResult) -> FileResult:
         """Write a rendered file if it is still unchanged on disk and the user may write it."""

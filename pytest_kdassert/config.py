@@ -32,6 +32,10 @@ class SuggestConfig:
     templates: bool = True
     """With grounding: also try ``assert <variable> == <observed value>`` for the variables the
     test assigned last, ranked by the model against its own candidates."""
+    exemplars: int = 3
+    """Similar assertions of the project's other tests to retrieve per site (0: none). They
+    become candidates of their own, renamed to the site's names, and a format-v2 model reads
+    them in its input."""
     report: str | None = None
     """Write a JSON report (one record per site) to this path."""
     isolation: bool = True
@@ -48,6 +52,8 @@ class SuggestConfig:
             raise ConfigError(f"--kdassert-beams must be >= 1, got {self.num_beams}")
         if self.batch_size < 1:
             raise ConfigError(f"--kdassert-batch-size must be >= 1, got {self.batch_size}")
+        if self.exemplars < 0:
+            raise ConfigError(f"--kdassert-exemplars must be >= 0, got {self.exemplars}")
         if self.threads < 0:
             raise ConfigError(f"--kdassert-threads must be >= 0, got {self.threads}")
         if not self.timeout > 0:

@@ -65,21 +65,6 @@ def code_of_test(obj):
     return getattr(func, "__code__", None)
 
 
-def find_function(tree: ast.Module, lineno: int, name: str) -> tuple[ast.AST, str] | None:
-    """The def named ``name`` whose body holds ``lineno`` (a code object's first line)."""
-    stack: list[tuple[ast.AST, str]] = [(tree, "")]
-    while stack:
-        parent, prefix = stack.pop()
-        for node in ast.iter_child_nodes(parent):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                start = first_line(node)
-                if node.name == name and start <= lineno <= node.end_lineno:
-                    return node, prefix + node.name
-            elif isinstance(node, ast.ClassDef):
-                stack.append((node, f"{prefix}{node.name}."))
-    return None
-
-
 def find_sites(info: FunctionInfo, path: Path, all_tests: bool = False,
                helper_asserts: Callable[[ast.Call], bool] = lambda call: False) -> list[Site]:
     """The sites of one test function: its placeholders, else its end if it checks nothing.
@@ -198,14 +183,38 @@ def _indent_of(line: str) -> str:
     return line[: len(line) - len(line.lstrip())]
 
 
-def function_info(source: str, code) -> FunctionInfo | None:
-    """Locate the test function whose code object is ``code`` in its file's ``source``."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError):
+class FileIndex:
+    """A test file parsed once: its lines and every function def by name and line span.
+
+    Discovery asks for one function per collected test; looking each up here keeps a file of
+    thousands of tests linear in its size (parsing it per test was quadratic).
+    """
+
+    def __init__(self, tree: ast.Module, lines: list[str]):
+        self.lines = lines
+        self._defs: dict[str, list[tuple[ast.AST, str]]] = {}
+        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+        while stack:
+            parent, prefix = stack.pop()
+            for node in ast.iter_child_nodes(parent):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    self._defs.setdefault(node.name, []).append((node, prefix + node.name))
+                elif isinstance(node, ast.ClassDef):
+                    stack.append((node, f"{prefix}{node.name}."))
+
+    @classmethod
+    def parse(cls, source: str) -> FileIndex | None:
+        """The index of ``source``, or None when it does not parse."""
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+        return cls(tree, source.splitlines())
+
+    def function(self, code) -> FunctionInfo | None:
+        """The test function whose code object is ``code``, or None."""
+        for node, qualname in self._defs.get(code.co_name, ()):
+            if first_line(node) <= code.co_firstlineno <= node.end_lineno:
+                return FunctionInfo(node=node, qualname=qualname, lines=self.lines)
         return None
-    found = find_function(tree, code.co_firstlineno, code.co_name)
-    if found is None:
-        return None
-    node, qualname = found
-    return FunctionInfo(node=node, qualname=qualname, lines=source.splitlines())
+

@@ -4,13 +4,15 @@ The rule (:class:`pytest_kdassert.core.focal.FocalResolver`) and the source cut
 (:func:`pytest_kdassert.core.source.definition_source`) are the miner's; only the way names
 resolve differs. The test module is imported, so a name resolves to the object it holds and
 that object to its definition in its own file. As in the miner, only code outside test files,
-the standard library and installed packages counts as code under test.
+the standard library and installed packages counts as code under test; the project's own
+packages count wherever they are installed (:mod:`pytest_kdassert.project`).
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import linecache
 import logging
@@ -32,11 +34,16 @@ class Focal:
     source: str
 
 
-def resolve_focal(test_node: ast.AST, before_line: int, namespace: dict) -> Focal | None:
-    """The focal function for the site at ``before_line`` (calls on later lines are ignored)."""
+def resolve_focal(test_node: ast.AST, before_line: int, namespace: dict,
+                  project: frozenset[str] = frozenset()) -> Focal | None:
+    """The focal function for the site at ``before_line`` (calls on later lines are ignored).
+
+    ``project``: top-level packages of the project under test, code under test even when
+    installed into site-packages.
+    """
     statements = flatten_statements(test_node.body)
     position = sum(1 for stmt in statements if stmt.lineno < before_line)
-    symbols = RuntimeSymbols(namespace)
+    symbols = RuntimeSymbols(namespace, project)
     match = FocalResolver(symbols, statements).focal_at_site(position)
     if match is None:
         return None
@@ -52,8 +59,9 @@ class RuntimeSymbols:
     Implements :class:`pytest_kdassert.core.focal.Symbols`.
     """
 
-    def __init__(self, namespace: dict):
+    def __init__(self, namespace: dict, project: frozenset[str] = frozenset()):
         self.namespace = namespace
+        self.project = project
         self._objects: dict[str, object] = {}
         """Definition qualname -> the object it was made from."""
         self._files: dict[str, str] = {}
@@ -100,7 +108,7 @@ class RuntimeSymbols:
         return definition_source(text.splitlines(), definition.node) if text else ""
 
     def _definition(self, obj) -> Definition | None:
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or is_library(obj):
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or is_library(obj, self.project):
             return None
         if in_test_file(obj):
             return None
@@ -136,21 +144,36 @@ def _locate(obj) -> tuple[str, ast.AST] | None:
 
 def _parse(filename: str) -> ast.Module | None:
     text = "".join(linecache.getlines(filename))
-    try:
-        return ast.parse(text) if text else None
-    except (SyntaxError, ValueError, RecursionError):
+    tree = _parse_text(text) if text else None
+    if tree is None:
         logger.debug("kdassert: cannot parse %s", filename)
+    return tree
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_text(text: str) -> ast.Module | None:
+    """Cached: every test of a suite looks into the same few modules (never mutate the tree)."""
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
         return None
 
 
-def is_library(obj) -> bool:
-    """Standard library and installed packages are never the code under test."""
+def is_library(obj, project: frozenset[str] = frozenset()) -> bool:
+    """Standard library and installed packages are never the code under test, except the
+    project's own (``project``: its top-level package names)."""
+    if (getattr(obj, "__module__", None) or "").split(".")[0] in project:
+        return False
     try:
         path = inspect.getsourcefile(obj) or ""
     except TypeError:
         return True
-    stdlib = sysconfig.get_paths()["stdlib"]
-    return "site-packages" in path or path.startswith(stdlib)
+    return "site-packages" in path or path.startswith(_stdlib())
+
+
+@functools.cache
+def _stdlib() -> str:
+    return sysconfig.get_paths()["stdlib"]  # expands config variables: ~0.4 ms a call
 
 
 TEST_DIRS = frozenset({"test", "tests", "testing"})

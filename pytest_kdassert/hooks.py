@@ -48,6 +48,7 @@ class KdassertHooks:
                                       getattr(item, "cls", None))
 
     def pytest_collection_finish(self, session) -> None:
+        self.session.collection_done()
         if self._collect_only or not self.session.states:
             return
         suggester = self._suggester()
@@ -120,6 +121,11 @@ class KdassertHooks:
             return
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         show(self.session, terminalreporter, self.result_lines, interrupted)
+
+
+    def pytest_unconfigure(self, config) -> None:
+        # Before pytest's own end-of-run garbage collections, which walk every live object.
+        self.session.release()
 
 
 def _write_out(text: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import types
 from pathlib import Path
 
-from pytest_kdassert.outcomes import Origin, Outcome
+from pytest_kdassert.outcomes import GROUNDABLE, Outcome
 from pytest_kdassert.safety import site_refusal
 from pytest_kdassert.sandbox import Dirty, Failure, run_forked
 from pytest_kdassert.sites import SiteState, why_redundant
@@ -27,16 +27,18 @@ from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
 logger = logging.getLogger(__name__)
 
 _FAILURE_OUTCOMES = {"timeout": Outcome.TIMEOUT, "crashed": Outcome.CRASHED}
-_GROUNDABLE = (Origin.MODEL, Origin.TEMPLATE)
 
 
 class SiteRunner:
     """Evaluates a site's screened candidates against a frame, isolated or in-process."""
 
-    def __init__(self, verifier: Verifier, rootdir: Path | None, *, ground: bool,
-                 isolated: bool, timeout: float):
+    def __init__(self, verifier: Verifier, rootdir: Path | None,
+                 project: frozenset[str] = frozenset(), *, ground: bool, isolated: bool,
+                 timeout: float):
         self.verifier = verifier
         self.rootdir = rootdir
+        self.project = project
+        """Top-level packages of the project: its code, even when installed."""
         self.ground = ground
         self.isolated = isolated
         self.timeout = timeout
@@ -52,7 +54,7 @@ class SiteRunner:
         self._refuse_unsafe(state, frame_globals, frame_locals)
         tasks = [i for i in state.screened if only is None or i in only]
         if observing and self.ground:
-            tasks = [i for i in tasks if state.candidates[i].origin in _GROUNDABLE]
+            tasks = [i for i in tasks if state.candidates[i].origin in GROUNDABLE]
         checked: dict[str, list] = {}
 
         def work(index: int) -> dict:
@@ -73,7 +75,7 @@ class SiteRunner:
             tree = self._trees.get(text)
             if tree is None:
                 tree = self._trees[text] = ast.parse(text).body[0]
-            reason = site_refusal(tree, namespace, self.rootdir)
+            reason = site_refusal(tree, namespace, self.rootdir, self.project)
             if reason is not None:
                 check = state.candidates[index]
                 check.outcome, check.detail = Outcome.UNSAFE, reason
@@ -100,7 +102,7 @@ class SiteRunner:
                                                     "a check must leave them as they are")
                 return Dirty({"check": _pair(result)})
             out["check"] = _pair(result)
-        if self.ground and check.origin in _GROUNDABLE:
+        if self.ground and check.origin in GROUNDABLE:
             grounded = self.verifier.ground(text, frame_globals, frame_locals)
             if changed():
                 return Dirty(out)
@@ -201,13 +203,12 @@ def add_grounded(state: SiteState, source: int, text: str, result: list | None) 
     """
     existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
     if existing is not None:
-        if state.candidates[existing].origin in (Origin.GROUNDED, Origin.OBSERVED):
+        if state.candidates[existing].origin in GROUNDABLE.values():
             state.grounded_sources[existing].add(source)
         return  # the model proposed this very text: it is checked as the model's
     model = state.candidates[source]
-    origin = Origin.OBSERVED if model.origin == Origin.TEMPLATE else Origin.GROUNDED
-    check = CandidateCheck(text, model.score, model.rank, origin=origin,
-                           grounded_from=model.text)
+    check = CandidateCheck(text, model.score, model.rank, origin=GROUNDABLE[model.origin],
+                           grounded_from=model.text, similarity=model.similarity)
     redundant = why_redundant(text, state.existing, state.literal_bindings)
     state.candidates.append(check)
     if redundant:

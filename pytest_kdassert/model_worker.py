@@ -110,7 +110,8 @@ def serve(settings: dict, stdin, stdout) -> None:
         try:
             if model is None:
                 model = ModelSuggester(**settings)
-            requests = [SuggestRequest(**r) for r in message["requests"]]
+            requests = [SuggestRequest(**{**r, "exemplars": tuple(
+                tuple(pair) for pair in r.get("exemplars", ()))}) for r in message["requests"]]
             if message["op"] == "suggest":
                 result = [[[c.text, c.score] for c in as_raw_candidates(site)]
                           for site in model.suggest(requests)]

@@ -42,13 +42,21 @@ class Origin(_Word):
     GROUNDED = "grounded"  # the model's text with the observed value filled in
     TEMPLATE = "template"  # ``assert <variable> == 0`` over a variable the test assigned
     OBSERVED = "observed"  # a template with the observed value filled in
+    EXEMPLAR = "exemplar"  # another test's assertion, renamed to this test's names
+    RECALLED = "recalled"  # an exemplar with the observed value filled in
 
 
 ORIGIN_WORDS = {Origin.MODEL: "written by the model",
                 Origin.GROUNDED: "the model's check with the value seen in the run",
                 Origin.TEMPLATE: "a check of a test variable",
-                Origin.OBSERVED: "a test variable with the value seen in the run"}
+                Origin.OBSERVED: "a test variable with the value seen in the run",
+                Origin.EXEMPLAR: "a check another test of the project makes",
+                Origin.RECALLED: "another test's check with the value seen in the run"}
 """How the summary names each origin, in words a reader needs no legend for."""
+
+GROUNDABLE = {Origin.MODEL: Origin.GROUNDED, Origin.TEMPLATE: Origin.OBSERVED,
+              Origin.EXEMPLAR: Origin.RECALLED}
+"""Origins whose candidates are grounded, and the origin of what grounding makes of them."""
 
 
 class Status(_Word):

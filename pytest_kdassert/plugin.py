@@ -65,6 +65,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--kdassert-no-isolation", action="store_true", default=False,
                     help="run allow-listed candidates in the test's own process instead of "
                          "a forked child (no time limit; the flakiness re-run runs there too).")
+    group.addoption("--kdassert-exemplars", type=int, default=3, metavar="N",
+                    help="how many similar assertions of the project's other tests to adapt "
+                         "into candidates per site (default 3; 0: none).")
     group.addoption("--kdassert-report", default=None, metavar="FILE.json",
                     help="write every site, candidate and verification outcome as JSON.")
     parser.addini("kdassert_model", "model directory or `default` for --suggest-asserts",
@@ -107,6 +110,7 @@ def _settings(config, mode):
             verify=not config.getoption("kdassert_no_verify"),
             ground=config.getoption("kdassert_ground"),
             templates=not config.getoption("kdassert_no_templates"),
+            exemplars=config.getoption("kdassert_exemplars"),
             report=config.getoption("kdassert_report"),
             isolation=not config.getoption("kdassert_no_isolation"),
             timeout=config.getoption("kdassert_timeout"),

@@ -169,8 +169,11 @@ def _is_dunder(name: str) -> bool:
 _MISSING = object()
 
 
-def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None) -> str | None:
+def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None,
+                 project: frozenset[str] = frozenset()) -> str | None:
     """Why ``stmt`` may not run against ``namespace`` (the test's globals and locals).
+
+    ``project``: the project's top-level packages, its code wherever they are installed.
 
     Only module attributes are looked up (``np.testing.assert_allclose``); the test's own
     objects are never touched, so no property or ``__getattr__`` of theirs runs here.
@@ -183,7 +186,7 @@ def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None) -> str |
         if dotted is None or dotted.split(".", 1)[0] in local:
             continue
         value = _resolve(dotted, namespace)
-        reason = _value_refusal(dotted, value, rootdir)
+        reason = _value_refusal(dotted, value, rootdir, project)
         if reason is not None:
             return reason
     return None
@@ -207,7 +210,7 @@ def _resolve(dotted: str, namespace: dict):
     return value
 
 
-def _value_refusal(dotted: str, value, rootdir: Path | None) -> str | None:
+def _value_refusal(dotted: str, value, rootdir: Path | None, project: frozenset[str]) -> str | None:
     if value is _MISSING:
         return None
     if isinstance(value, types.ModuleType):
@@ -220,7 +223,7 @@ def _value_refusal(dotted: str, value, rootdir: Path | None) -> str | None:
     if not _is_function(value):
         return None  # a value of the test: its methods may be called
     if _BUILTIN_NAMES.get(id(value)) in SAFE_BUILTINS or _safe_module_call(value) \
-            or is_project_code(value, rootdir):
+            or is_project_code(value, rootdir, project):
         return None
     return f"{dotted} is not on the allow-list (calls only pure builtins, project code and " \
            "methods of the test's values)"
@@ -243,10 +246,15 @@ def _safe_module_call(value) -> bool:
     return False
 
 
-def is_project_code(value, rootdir: Path | None) -> bool:
-    """A function or class defined in a file under ``rootdir``, outside stdlib and packages."""
+def is_project_code(value, rootdir: Path | None, project: frozenset[str] = frozenset()) -> bool:
+    """A function or class of the project: in one of its ``project`` packages (wherever they
+    are installed), or in a file under ``rootdir`` outside the stdlib and installed packages."""
     target = inspect.unwrap(getattr(value, "__func__", value))
-    if not (inspect.isfunction(target) or inspect.isclass(target)) or is_library(target):
+    if not (inspect.isfunction(target) or inspect.isclass(target)):
+        return False
+    if (getattr(target, "__module__", None) or "").split(".")[0] in project:
+        return True
+    if is_library(target):
         return False
     try:
         source = inspect.getsourcefile(target)

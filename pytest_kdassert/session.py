@@ -20,24 +20,39 @@ from pathlib import Path
 from pytest_kdassert import sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
+from pytest_kdassert.core.adapt import adapt_assertion
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.discovery import (
     APPEND_MODE,
+    FileIndex,
     body_asserts,
     code_of_test,
     find_sites,
-    function_info,
 )
 from pytest_kdassert.flakiness import RerunGuard
 from pytest_kdassert.focal import in_test_file, resolve_focal
 from pytest_kdassert.grounding import focal_inputs, focal_names
 from pytest_kdassert.isolation import SiteRunner
 from pytest_kdassert.outcomes import Origin, Outcome
-from pytest_kdassert.sites import SiteState, decide, literal_bindings, why_redundant
+from pytest_kdassert.pool import ExemplarPool, pool_files
+from pytest_kdassert.project import project_packages
+from pytest_kdassert.sites import (
+    SiteState,
+    decide,
+    literal_bindings,
+    names_bound_by_test,
+    reads_test_names,
+    why_redundant,
+)
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
-from pytest_kdassert.templates import assigned_names, template_candidates
+from pytest_kdassert.templates import (
+    acted_on_names,
+    assigned_names,
+    expression_templates,
+    template_candidates,
+)
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
 
 logger = logging.getLogger(__name__)
@@ -54,9 +69,6 @@ class SuggestSession:
         self.by_test: dict[str, tuple[object, list[SiteState]]] = {}
         """Test node id -> (its code object, its sites)."""
         self.verifier = Verifier()
-        self.runner = SiteRunner(self.verifier, Path(rootpath), ground=settings.ground,
-                                 isolated=settings.isolation and sandbox.AVAILABLE,
-                                 timeout=settings.timeout)
         self.suggest_seconds: float | None = None
         """Wall time of candidate generation (model load included)."""
         self.messages: list[str] = []
@@ -64,16 +76,29 @@ class SuggestSession:
         self._notice = notice
         self._grounded_now = False
         """Set when the current test call produced a grounded value (it gets a re-run)."""
+        self._indexes: dict[Path, FileIndex | None] = {}
+        self.project = project_packages(Path(rootpath))
+        """Top-level packages of the project under test (found wherever they are installed)."""
+        self.collected_files: set[Path] = set()
+        """Every file a test was collected from: with their sibling test files, the pool of
+        exemplars."""
+        self.pool_size: int | None = None
+        """Assertions in the exemplar pool (None: no pool was built)."""
+        self.runner = SiteRunner(self.verifier, Path(rootpath), self.project,
+                                 ground=settings.ground,
+                                 isolated=settings.isolation and sandbox.AVAILABLE,
+                                 timeout=settings.timeout)
 
     # -- collection ---------------------------------------------------------------------
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
                  test_class: type | None = None) -> None:
         """Find the sites of one collected test (parametrized instances share them)."""
+        self.collected_files.add(Path(path))
         code = code_of_test(test_obj)
         if code is None or Path(code.co_filename) != Path(path):
             return
-        source = self.changeset.baseline(Path(path))
-        info = function_info(source, code) if source is not None else None
+        index = self._file_index(Path(path))
+        info = index.function(code) if index is not None else None
         if info is None:
             return
         states = []
@@ -84,18 +109,36 @@ class SuggestSession:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, namespace)
                 if self.settings.ground and self.settings.templates:
-                    state.templates = template_candidates(
-                        assigned_names(info.node, state.before_line), _is_unittest(test_class))
+                    state.templates = site_templates(info.node, state,
+                                                     _is_unittest(test_class))
             state.site.nodeids.append(nodeid)
             states.append(state)
         if states:
             self.by_test[nodeid] = (code, states)
 
+    def collection_done(self) -> None:
+        """Drop the parsed test files: sites keep what they need, and a big file's AST would
+        otherwise stay alive through every garbage collection of the run."""
+        self._indexes.clear()
+
+    def release(self) -> None:
+        """Drop what only the end of the run needed (parsed files, rendered edits)."""
+        self._indexes.clear()
+        self.changeset.release()
+
+    def _file_index(self, path: Path) -> FileIndex | None:
+        """The parsed test file, parsed once per run (None when unreadable or unparsable)."""
+        if path not in self._indexes:
+            source = self.changeset.baseline(path)
+            self._indexes[path] = FileIndex.parse(source) if source is not None else None
+        return self._indexes[path]
+
     def _find_focal(self, state: SiteState, node, namespace: dict) -> None:
         statements = flatten_statements(node.body)
         state.existing = frozenset(existing_assertions(statements))
         state.literal_bindings = literal_bindings(statements, state.before_line)
-        focal = resolve_focal(node, state.before_line, namespace)
+        state.test_names = names_bound_by_test(node, assigned_names(node, state.before_line))
+        focal = resolve_focal(node, state.before_line, namespace, self.project)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
             state.focal_names = focal_names(node, focal.name, state.before_line)
@@ -112,9 +155,12 @@ class SuggestSession:
                         "candidates the allow-list accepts run, in the test's process, "
                         "without a time limit")
         states = list(self.states.values())
-        requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
-                                   s.focal_source, s.site.masked_source) for s in states]
         start = time.perf_counter()
+        self._retrieve_exemplars(states)
+        requests = [SuggestRequest(s.site.nodeids[0], s.site.qualname, s.focal_name,
+                                   s.focal_source, s.site.masked_source,
+                                   tuple((e.entry.masked_test, e.entry.assertion)
+                                         for e in s.exemplars)) for s in states]
         try:
             results = suggester.suggest(requests)
         except KdassertError as exc:
@@ -122,19 +168,52 @@ class SuggestSession:
             return
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
-        self._add_templates(states, requests, suggester)
+        self._add_scored(states, requests, suggester, Origin.EXEMPLAR,
+                         [self._exemplar_candidates(s) for s in states])
+        self._add_scored(states, requests, suggester, Origin.TEMPLATE,
+                         [{t: None for t in s.templates} for s in states])
         self.suggest_seconds = time.perf_counter() - start
 
     def notice(self, message: str) -> None:
         self.messages.append(message)
         self._notice(message)
 
-    def _add_templates(self, states, requests, suggester) -> None:
-        """Append each site's templates the model did not already propose, scored by the model."""
+    def _retrieve_exemplars(self, states: list[SiteState]) -> None:
+        """Each site's most similar assertions of the project's other tests."""
+        if not self.settings.exemplars:
+            return
+        pool = ExemplarPool(pool_files(self.collected_files), self._display,
+                            k=self.settings.exemplars)
+        self.pool_size = len(pool)
+        for state in states:
+            site = state.site
+            state.exemplars = pool.query(self._display(site.path), site.qualname,
+                                         site.masked_source)
+
+    def _display(self, path: Path) -> str:
+        return self.changeset.display_name(Path(path))
+
+    def _exemplar_candidates(self, state: SiteState) -> dict[str, float]:
+        """The site's exemplars renamed to its own names (:mod:`.core.adapt`), with their
+        similarity; the closest wins when two adapt to one text. One that reads none of the
+        test's names would only repeat the other test's check: it is left out."""
+        found: dict[str, float] = {}
+        for exemplar in state.exemplars:
+            entry = exemplar.entry
+            text = adapt_assertion(entry.assertion, entry.masked_test, state.site.masked_source,
+                                   entry.focal_name, state.focal_name)
+            if reads_test_names(text, state.test_names):
+                found.setdefault(text, exemplar.score)
+        return found
+
+    def _add_scored(self, states, requests, suggester, origin: Origin,
+                    proposals: list[dict[str, float | None]]) -> None:
+        """Append each site's proposals (text -> similarity) the model did not already
+        propose, scored by the model when it can."""
         wanted = []
-        for state, request in zip(states, requests, strict=True):
-            texts = {c.text for c in state.candidates}
-            fresh = [t for t in state.templates if t not in texts]
+        for state, request, texts in zip(states, requests, proposals, strict=True):
+            known = {c.text for c in state.candidates}
+            fresh = {t: sim for t, sim in texts.items() if t not in known}
             if fresh:
                 wanted.append((state, request, fresh))
         if not wanted:
@@ -142,20 +221,22 @@ class SuggestSession:
         scores = None
         if hasattr(suggester, "score"):
             try:
-                scores = suggester.score([w[1] for w in wanted], [w[2] for w in wanted])
+                scores = suggester.score([w[1] for w in wanted], [list(w[2]) for w in wanted])
             except KdassertError as exc:
-                logger.info("kdassert: templates left unscored: %s", exc)
+                logger.info("kdassert: %s candidates left unscored: %s", origin, exc)
         for i, (state, _, fresh) in enumerate(wanted):
             site_scores = scores[i] if scores is not None else [None] * len(fresh)
             start = len(state.candidates)
             self._screen(state, [RawCandidate(text, score, start + j) for j, (text, score)
                                  in enumerate(zip(fresh, site_scores, strict=True))],
-                         origin=Origin.TEMPLATE)
+                         origin=origin, similarity=list(fresh.values()))
 
-    def _screen(self, state: SiteState, raw, origin: Origin = Origin.MODEL) -> None:
-        for candidate in raw:
+    def _screen(self, state: SiteState, raw, origin: Origin = Origin.MODEL,
+                similarity: list[float | None] | None = None) -> None:
+        for k, candidate in enumerate(raw):
             index = len(state.candidates)
-            check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin)
+            check = CandidateCheck(candidate.text, candidate.score, candidate.rank, origin=origin,
+                                   similarity=similarity[k] if similarity else None)
             normalized, problem = self.verifier.screen(candidate.text)
             redundant = normalized and why_redundant(normalized, state.existing,
                                                      state.literal_bindings)
@@ -237,6 +318,8 @@ class SuggestSession:
         return sorted(self.states.values(), key=lambda s: (str(s.site.path), s.site.line))
 
 
+
+
 class HelperLookup:
     """Does a call in a test go to a test helper that asserts? (Then the test checks.)
 
@@ -268,6 +351,21 @@ class HelperLookup:
             obj = getattr(obj, "__func__", obj)
             return obj if inspect.isfunction(obj) else None
         return None
+
+
+def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
+    """Templates over the test's last-assigned variables, then over the state it left
+    without a name: the size of objects it acted on. (The value of a discarded final call,
+    :func:`~.templates.final_call`, waits for candidates to run isolated from each other:
+    calling it again changes what the other candidates see.)"""
+    acted = acted_on_names(node, state.before_line, state.test_names)
+    expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
+    return [*template_candidates(assigned_names(node, state.before_line), unittest_style),
+            *expression_templates(expressions, unittest_style)]
+
+
+MAX_ACTED_ON = 2
+"""Objects the test called methods on whose size is offered as a template."""
 
 
 def _is_unittest(test_class: type | None) -> bool:

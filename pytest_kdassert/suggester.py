@@ -31,6 +31,9 @@ class SuggestRequest:
     """Source of the focal function, or ``""`` when none was found."""
     test_source_masked: str
     """The dedented test with ``<AssertPlaceHolder>`` where the assertion goes."""
+    exemplars: tuple[tuple[str, str], ...] = ()
+    """(masked test, assertion) of the project's most similar other tests, closest first:
+    what a format-v2 model reads after the test (:func:`~.core.input_format.exemplar_text`)."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,12 @@ class ModelSuggester:
     def _prepare(self, requests: Sequence[SuggestRequest]):
         """The loaded model and tokenizer, one model input per request, and the generation settings."""
         from pytest_kdassert.core.generate import GenerationConfig
-        from pytest_kdassert.core.input_format import build_source
+        from pytest_kdassert.core.input_format import build_source, exemplar_text
 
         model, tokenizer, fmt = self._load()
-        sources = [build_source(r.focal_source, r.test_source_masked, fmt) for r in requests]
+        sources = [build_source(r.focal_source, r.test_source_masked, fmt, exemplars=[
+            exemplar_text(test, assertion, fmt.exemplar_context_lines)
+            for test, assertion in r.exemplars]) for r in requests]
         config = GenerationConfig(num_beams=self.num_beams, batch_size=self.batch_size,
                                   max_source_tokens=fmt.max_source_tokens,
                                   max_new_tokens=fmt.max_target_tokens)

@@ -69,3 +69,76 @@ def template_candidates(names: list[str], unittest_style: bool, limit: int = MAX
     if unittest_style:
         return [f"self.assertEqual({name}, {STAND_IN})" for name in names[:limit]]
     return [f"assert {name} == {STAND_IN}" for name in names[:limit]]
+
+
+# -- observed state: what the test acted on, not only what it assigned ---------------------
+MAX_ATTRIBUTES = 4
+"""Public data attributes offered per object."""
+
+
+def acted_on_names(test_node: ast.AST, before_line: int, bound: frozenset[str]) -> list[str]:
+    """Names of the test's own objects that it called methods on before the site, most
+    recent first (``cart.add(...)`` gives ``cart``); ``self`` and names the test did not bind
+    (modules, classes, functions of the module) are left out."""
+    calls: list[tuple[int, int, str]] = []
+    for node in _walk_own_body(test_node):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name) and node.lineno < before_line:
+            name = node.func.value.id
+            if name in bound and name != "self" and not name.startswith("_"):
+                calls.append((node.lineno, node.col_offset, name))
+    return list(dict.fromkeys(name for _, _, name in sorted(calls, reverse=True)))
+
+
+def final_call(test_node: ast.AST, before_line: int) -> str | None:
+    """Source of the call statement just before the site when its value is discarded
+    (``cart.total()`` as a statement): checking that value is what the test left out."""
+    statements = [s for s in getattr(test_node, "body", []) if s.lineno < before_line]
+    if not statements:
+        return None
+    last = statements[-1]
+    if isinstance(last, ast.Expr) and isinstance(last.value, (ast.Call, ast.Await)):
+        call = last.value.value if isinstance(last.value, ast.Await) else last.value
+        if isinstance(call, ast.Call) and not _is_check_call(call):
+            return ast.unparse(last.value)
+    return None
+
+
+def _is_check_call(call: ast.Call) -> bool:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name.startswith(("assert", "check", "verify", "expect"))
+
+
+def state_expressions(obj_name: str, obj) -> list[str]:
+    """Expressions over one of the test's objects worth pinning: ``len(x)`` of a sized
+    container, and up to :data:`MAX_ATTRIBUTES` public data attributes and properties of an
+    instance (no callables, no ``_names``). Reads ``vars()`` and the class only: nothing of
+    the object runs here."""
+    if isinstance(obj, (type, ast.AST)) or callable(obj) or _is_module(obj):
+        return []
+    found = []
+    if hasattr(type(obj), "__len__") and not isinstance(obj, (str, bytes)):
+        found.append(f"len({obj_name})")
+    attributes = []
+    instance_vars = getattr(obj, "__dict__", None)
+    if isinstance(instance_vars, dict):
+        attributes += [k for k, v in instance_vars.items()
+                       if isinstance(k, str) and k.isidentifier() and not k.startswith("_")
+                       and not callable(v)]
+    for klass in type(obj).__mro__[:-1]:
+        attributes += [k for k, v in vars(klass).items()
+                       if isinstance(v, property) and not k.startswith("_")]
+    found += [f"{obj_name}.{a}" for a in list(dict.fromkeys(attributes))[:MAX_ATTRIBUTES]]
+    return found
+
+
+def _is_module(obj) -> bool:
+    import types
+
+    return isinstance(obj, types.ModuleType)
+
+
+def expression_templates(expressions: list[str], unittest_style: bool) -> list[str]:
+    """A groundable assertion per expression, in the test's own style."""
+    return template_candidates(expressions, unittest_style, limit=len(expressions))

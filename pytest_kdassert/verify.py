@@ -51,6 +51,8 @@ class CandidateCheck:
     (a variable of the test, see :mod:`.templates`) or ``observed`` (a grounded template)."""
     grounded_from: str | None = None
     """For a grounded or observed candidate: the candidate it was made from."""
+    similarity: float | None = None
+    """For an exemplar (and what grounding made of it): how close its test is to the site's."""
 
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
@@ -62,7 +64,7 @@ class CandidateCheck:
     def to_dict(self) -> dict:
         return {"text": self.text, "score": self.score, "rank": self.rank,
                 "outcome": self.outcome, "detail": self.detail, "origin": self.origin,
-                "grounded_from": self.grounded_from}
+                "grounded_from": self.grounded_from, "similarity": self.similarity}
 
 
 class Verifier:

@@ -138,19 +138,36 @@ def test_score_and_tally():
             for v, s in [(True, exact), (False, wrong), (True, failed), (True, missing)]]
     on = bench.tally(rows, "on")
     assert on == {"tests": 4, "not_run": 2, "focal": 2, "passing": 2, "exact": 1,
-                  "value_focal": 1, "value_exact": 1, "passing_pct": 100.0, "exact_pct": 50.0,
-                  "value_exact_pct": 100.0}
+                  "strong": 1, "value_focal": 1, "value_exact": 1, "passing_pct": 100.0,
+                  "exact_pct": 50.0, "strong_pct": 50.0, "value_exact_pct": 100.0}
     assert bench.tally(rows, "off")["exact"] == 0
 
 
-def test_format_table_shows_every_mode_off_on_templates():
-    def row(off, on, tpl):
-        return {"value_assertion": True, "off": {"ran": True, "passing": off, "exact": off},
-                "on": {"ran": True, "passing": on, "exact": on},
-                "templates": {"ran": True, "passing": tpl, "exact": tpl}}
+def test_format_table_shows_every_mode_off_on_templates_exemplars():
+    def row(*hits):
+        return {"value_assertion": True, **{
+            mode: {"ran": True, "passing": hit, "exact": hit, "strong": hit}
+            for mode, hit in zip(("off", "on", "templates", "exemplars"), hits, strict=True)}}
 
-    rows = [row(False, True, True), row(False, False, True)]
+    rows = [row(False, True, True, True), row(False, False, True, False)]
     res = {"project": "p", **{mode: bench.tally(rows, mode) for mode, _ in bench.MODES}}
     line = bench.format_table([res], {**res, "project": "**total**"}).splitlines()[2]
-    assert line == ("| p | 2 | 0/0/0 | 2 | 0.0 / 50.0 / 100.0 | 0.0 / 50.0 / 100.0 | 2 "
-                    "| 0.0 / 50.0 / 100.0 |")
+    figures = "0.0 / 50.0 / 100.0 / 50.0"
+    assert line == (f"| p | 2 | 0/0/0/0 | 2 | {figures} | {figures} | {figures} | 2 "
+                    f"| {figures} |")
+
+
+@pytest.mark.parametrize("chosen, original, strong", [
+    ("assert x == 3", "assert x==3", True),                          # exact
+    ("assert total == 5", "assert result == 5", True),               # same value, other name
+    ("assert total == 5", "assert result == 5.0", False),            # int is not float
+    ("self.assertIsNone(y)", "assert out is None", True),
+    ("assert len(x) == 3", "assert len(x) > 0", True),               # pins what was bounded
+    ("assert x == 'ab'", "assert 'a' in x", True),
+    ("assert y == 'ab'", "assert 'a' in x", False),                   # another expression
+    ("assert x is not None", "assert x == 2", False),                # weaker
+    ("assert len(x) > 0", "assert len(x) > 0 and x[0]", False),       # pins nothing
+    (None, "assert x == 1", False),
+])
+def test_as_strong(chosen, original, strong):
+    assert bench.as_strong(chosen, original) is strong

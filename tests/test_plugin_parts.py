@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from pytest_kdassert.changes import Change, ChangeSet
-from pytest_kdassert.discovery import FunctionInfo, find_sites
+from pytest_kdassert.discovery import FileIndex, FunctionInfo, find_sites
 from pytest_kdassert.focal import resolve_focal
 from pytest_kdassert.outcomes import Outcome
 from pytest_kdassert.review import review_changes
@@ -95,6 +95,32 @@ def test_asserting_tests_are_skipped_unless_all(tmp_path):
     assert find_sites(_info(source), tmp_path / "t.py") == []
     assert [s.line for s in find_sites(_info(source), tmp_path / "t.py", all_tests=True)] == [3]
     assert find_sites(_info("def test_a():\n    pass\n"), tmp_path / "t.py") == []
+
+
+def test_file_index_finds_each_test_by_its_code_object():
+    source = _src("""
+        def test_a():
+            pass
+
+        class TestB:
+            def test_a(self):
+                def test_a():
+                    pass
+
+            class Inner:
+                def test_c(self):
+                    pass
+    """)
+    namespace: dict = {}
+    exec(compile(source, "t.py", "exec"), namespace)  # noqa: S102 - the test's own source
+    index = FileIndex.parse(source)
+    top, method = namespace["test_a"], namespace["TestB"].test_a
+    inner = namespace["TestB"].Inner.test_c
+    assert index.function(top.__code__).qualname == "test_a"
+    assert index.function(method.__code__).qualname == "TestB.test_a"
+    assert index.function(inner.__code__).qualname == "TestB.Inner.test_c"
+    assert index.function(top.__code__).lines is index.function(inner.__code__).lines
+    assert FileIndex.parse("def test_a(:\n") is None
 
 
 # -- focal resolution -------------------------------------------------------------------
@@ -240,6 +266,21 @@ def test_changeset_skips_a_file_changed_on_disk(tmp_path):
     path.write_text(path.read_text() + "# edited\n")
     assert changes.write(result).problem == "it changed on disk during the run"
     assert path.read_text().endswith("# edited\n")
+
+
+def test_changeset_renders_a_file_once_per_set_of_changes(tmp_path, monkeypatch):
+    import pytest_kdassert.changes as changes_module
+
+    calls = []
+    real = changes_module.edit_source
+    monkeypatch.setattr(changes_module, "edit_source",
+                        lambda *args: calls.append(args[1:]) or real(*args))
+    path, changes, pending = _changeset(tmp_path)
+    first, again = changes.render(path), changes.render(path)
+    assert (first.diff, first.count) == (again.diff, again.count) and first.count == 2
+    assert first is not again  # results are the caller's to mark; only the edit is shared
+    assert changes.render(path, pending[:1]).count == 1
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("answers, expected", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from pytest_kdassert.discovery import APPEND_MODE, PLACEHOLDER_MODE, Site
@@ -11,7 +12,9 @@ from pytest_kdassert.sites import (
     decide,
     drop_unstable,
     literal_bindings,
+    names_bound_by_test,
     rank_key,
+    reads_test_names,
     why_redundant,
 )
 from pytest_kdassert.verify import CandidateCheck
@@ -69,6 +72,30 @@ def test_rank_key_puts_unscored_templates_after_model_candidates_and_model_text_
     grounded = _check("assert y == 2", -0.2, 0, origin=Origin.GROUNDED)
     same_model = _check("assert y == 2", -0.2, 0)
     assert rank_key(same_model, set()) < rank_key(grounded, set())
+
+
+def test_rank_key_lifts_exemplars_by_their_similarity():
+    model = _check("assert y == 2", -1.0, 0)
+    close = _check("assert x == 1", -2.0, 0, origin=Origin.RECALLED)
+    close.similarity = 0.9  # -2.0 + 2.0 * 0.9 = -0.2: above the model's -1.0
+    far = _check("assert x == 3", -2.0, 1, origin=Origin.EXEMPLAR)
+    far.similarity = 0.1  # -1.8: below it
+    ranked = sorted([far, model, close], key=lambda c: rank_key(c, set()))
+    assert ranked == [close, model, far]
+
+
+def test_reads_test_names_ignores_the_unittest_receiver():
+    names = frozenset({"self", "total", "cart"})
+    assert reads_test_names("assert total == 5", names)
+    assert reads_test_names("self.assertEqual(self.cart.items, {})", names)
+    assert not reads_test_names("self.assertEqual(format_price(1), '1 EUR')", names)
+    assert not reads_test_names("assert Inventory().names() == []", names)
+    assert not reads_test_names("assert (", names)
+
+
+def test_names_bound_by_test_are_parameters_and_assigned_names():
+    node = ast.parse("def test_a(self, tmp_path, *args, flag=1, **kw):\n    x = 1\n").body[0]
+    assert names_bound_by_test(node, ["x"]) == {"self", "tmp_path", "args", "flag", "kw", "x"}
 
 
 def test_drop_unstable_marks_values_that_differ_between_runs():

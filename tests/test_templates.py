@@ -2,11 +2,19 @@
 
 import ast
 import json
+import os
 import textwrap
 
 import pytest
 
-from pytest_kdassert.templates import assigned_names, template_candidates
+from pytest_kdassert.templates import (
+    acted_on_names,
+    assigned_names,
+    expression_templates,
+    final_call,
+    state_expressions,
+    template_candidates,
+)
 
 
 def _names(source: str, before_line: int = 10_000) -> list[str]:
@@ -150,3 +158,54 @@ def test_templates_can_be_turned_off(pytester, flag):
     _, sites = _run(pytester, flag)
     assert all(c["origin"] == "model" for s in sites.values() for c in s["candidates"])
     assert sites["test_count"]["status"] == "no-verified-candidate"
+
+
+# -- observed state -----------------------------------------------------------------------
+def test_acted_on_names_are_the_tests_own_receivers_most_recent_first():
+    node = ast.parse(textwrap.dedent("""
+        def test_a(self, table):
+            cart = Cart()
+            cart.add("x")
+            os.path.join("a", "b")
+            table.add_row(1)
+            self.helper()
+            later.append(1)
+    """)).body[0]
+    bound = frozenset({"self", "table", "cart", "later"})
+    assert acted_on_names(node, 8, bound) == ["table", "cart"]
+    assert acted_on_names(node, 99, bound) == ["later", "table", "cart"]
+
+
+def test_final_call_is_a_discarded_value_just_before_the_site():
+    node = ast.parse("def test_a():\n    t = T()\n    t.total()\n    assert ...\n").body[0]
+    assert final_call(node, 4) == "t.total()"
+    assert final_call(node, 3) is None  # the assignment is last: a template already covers it
+    checked = ast.parse("def test_a():\n    check_output(x)\n").body[0]
+    assert final_call(checked, 99) is None
+
+
+class _Table:
+    kind = "plain"  # a class attribute, not the instance's state
+
+    def __init__(self):
+        self.rows = [1, 2]
+        self.title = "t"
+        self._cache = {}
+        self.render = lambda: "x"
+
+    @property
+    def colcount(self):
+        return 3
+
+    def __len__(self):
+        return 2
+
+
+def test_state_expressions_read_data_attributes_properties_and_len():
+    assert state_expressions("table", _Table()) == [
+        "len(table)", "table.rows", "table.title", "table.colcount"]
+    assert state_expressions("items", [1, 2]) == ["len(items)"]
+    assert state_expressions("s", "abc") == []
+    assert state_expressions("m", os) == [] and state_expressions("f", len) == []
+    assert expression_templates(["len(table)"], unittest_style=True) == [
+        "self.assertEqual(len(table), 0)"]

@@ -1,0 +1,122 @@
+"""What ``--suggest-asserts`` costs on one big test file, generation left out.
+
+    python benchmarks/discovery_scaling.py [--tests 3000] [--repeats 3] [--json FILE]
+                                           [--suggest-args="--kdassert-no-isolation"]
+
+Writes one test file of ``--tests`` tests (a third with an ``assert ...`` placeholder, a
+third asserting nothing, a third already asserting) over a small focal module, and a
+conftest whose ``pytest_kdassert_suggester`` answers every site with two fixed candidates
+at once, so no model is loaded and generation costs nothing. Then it times, in fresh
+subprocesses, ``pytest -p no:kdassert`` and ``pytest --suggest-asserts`` (median of
+``--repeats`` each). Discovery, focal resolution, verification of the candidates and the
+diff are all in the second figure; the target (issue 14) is at most twice the plain run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FOCAL = '''
+def scale(values, factor):
+    return [v * factor for v in values]
+'''
+
+CONFTEST = '''
+import pytest
+
+
+class FixedSuggester:
+    def suggest(self, requests):
+        return [["assert result == [1, 2]", "assert len(result) == 3"] for _ in requests]
+
+
+@pytest.hookimpl(optionalhook=True)  # unknown when the plugin is off
+def pytest_kdassert_suggester(config):
+    return FixedSuggester()
+'''
+
+TESTS = (
+    '''
+def test_placeholder_{i}():
+    result = scale([{i}, 1, 2], 2)
+    assert ...
+''',
+    '''
+def test_no_assert_{i}():
+    result = scale([{i}, 1, 2], 3)
+''',
+    '''
+def test_asserting_{i}():
+    result = scale([{i}], 1)
+    assert result == [{i}]
+''',
+)
+
+
+def write_suite(root: Path, tests: int) -> None:
+    (root / "focal.py").write_text(FOCAL)
+    (root / "conftest.py").write_text(CONFTEST)
+    parts = ["from focal import scale\n"]
+    parts += [TESTS[i % len(TESTS)].format(i=i) for i in range(tests)]
+    (root / "test_big.py").write_text("".join(parts))
+
+
+def timed(root: Path, *args: str) -> float:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return elapsed
+
+
+def run(tests: int, repeats: int, suggest_args: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="kdassert-discovery-") as tmp:
+        root = Path(tmp)
+        write_suite(root, tests)
+        timed(root, "-p", "no:kdassert")  # warm the file cache and .pyc files
+        plain = statistics.median(timed(root, "-p", "no:kdassert") for _ in range(repeats))
+        report = root / "report.json"
+        suggest = statistics.median(
+            timed(root, "--suggest-asserts", f"--kdassert-report={report}", *suggest_args)
+            for _ in range(repeats))
+        sites = json.loads(report.read_text())["sites"]
+    return {
+        "tests": tests,
+        "sites": len(sites),
+        "suggested": sum(s["status"] == "suggested" for s in sites),
+        "plain_s": round(plain, 3),
+        "suggest_s": round(suggest, 3),
+        "ratio": round(suggest / plain, 2),
+        "target_ratio": 2.0,
+        "suggest_args": suggest_args,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--suggest-args", default="",
+                        help="extra arguments for the suggesting run, space-separated")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    cli = parser.parse_args()
+    results = run(cli.tests, cli.repeats, cli.suggest_args.split())
+    text = json.dumps(results, indent=2)
+    print(text)
+    if cli.json:
+        Path(cli.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

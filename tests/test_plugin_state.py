@@ -1,0 +1,70 @@
+"""Observed-state templates (issue 17, item 1): a suggestion where the value is not in a
+variable: the value of a discarded final call, the size of an object the test acted on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BAG = '''
+class Bag:
+    def __init__(self):
+        self.items = []
+
+    def put(self, item):
+        self.items.append(item)
+
+    def total(self):
+        return sum(self.items)
+
+    def __len__(self):
+        return len(self.items)
+'''
+
+TESTS = '''
+from bag import Bag
+
+
+def test_total_of_a_bag():
+    bag = Bag()
+    bag.put(3)
+    bag.put(4)
+    bag.total()
+
+
+def test_size_of_a_bag():
+    bag = Bag()
+    bag.put(1)
+    bag.put(2)
+    assert ...
+'''
+
+NO_CANDIDATES = '''
+import pytest
+
+
+class Stub:
+    def suggest(self, requests):
+        return [[] for _ in requests]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_kdassert_suggester(config):
+    return Stub()
+'''
+
+
+def test_discarded_final_call_and_object_size_become_suggestions(pytester):
+    pytester.makepyfile(bag=BAG, test_bag=TESTS)
+    pytester.makeconftest(NO_CANDIDATES)
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_inprocess("--suggest-asserts", "-p", "no:cacheprovider",
+                                          "--kdassert-exemplars=0", f"--kdassert-report={report}")
+    result.assert_outcomes(passed=2)
+    chosen = {s["function"]: (s["chosen"], s["chosen_origin"])
+              for s in json.loads(report.read_text())["sites"]}
+    assert chosen == {"test_total_of_a_bag": ("assert len(bag) == 2", "observed"),
+                      "test_size_of_a_bag": ("assert len(bag) == 2", "observed")}
