@@ -55,9 +55,9 @@ class KdassertHooks:
         try:
             self.session.generate(suggester)
         finally:
-            close = getattr(getattr(suggester, "inner", suggester), "close", None)
-            if close is not None:
-                close()
+            model = getattr(suggester, "inner", suggester)
+            if isinstance(model, WorkerSuggester):
+                model.close()
         if isinstance(suggester, CachedSuggester) and suggester.hits:
             self.session.messages.append(
                 f"kdassert: {suggester.hits} of {suggester.hits + suggester.misses} model "

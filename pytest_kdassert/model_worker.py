@@ -48,18 +48,15 @@ class WorkerSuggester:
         return self._call("score", requests, [list(t) for t in texts])
 
     def close(self) -> None:
-        """End the worker (it exits at EOF)."""
+        """End the worker. It holds nothing worth a clean exit, and an interpreter with torch
+        takes seconds to shut down: it is killed."""
         process, self._process = self._process, None
         if process is None:
             return
-        process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        self._stderr.close()
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout, self._stderr):
+            stream.close()
 
     def _call(self, op: str, requests: Sequence, texts=None):
         process = self._start()
