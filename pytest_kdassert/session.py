@@ -166,6 +166,10 @@ class SuggestSession:
         except KdassertError as exc:
             self.notice(f"kdassert: no suggestions: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - a custom suggester's bug must not stop pytest
+            self.notice(f"kdassert: no suggestions: the suggester raised "
+                        f"{type(exc).__name__}: {exc}")
+            return
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
         self._add_scored(states, requests, suggester, Origin.EXEMPLAR,
@@ -222,8 +226,9 @@ class SuggestSession:
         if hasattr(suggester, "score"):
             try:
                 scores = suggester.score([w[1] for w in wanted], [list(w[2]) for w in wanted])
-            except KdassertError as exc:
-                logger.info("kdassert: %s candidates left unscored: %s", origin, exc)
+            except Exception as exc:  # noqa: BLE001 - a custom suggester's bug stops nothing
+                logger.info("kdassert: %s candidates left unscored: %s: %s", origin,
+                            type(exc).__name__, exc)
         for i, (state, _, fresh) in enumerate(wanted):
             site_scores = scores[i] if scores is not None else [None] * len(fresh)
             start = len(state.candidates)

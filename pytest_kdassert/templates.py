@@ -77,11 +77,13 @@ MAX_ATTRIBUTES = 4
 
 
 def acted_on_names(test_node: ast.AST, before_line: int, bound: frozenset[str]) -> list[str]:
-    """Names of the test's own objects that it called methods on before the site, most
-    recent first (``cart.add(...)`` gives ``cart``); ``self`` and names the test did not bind
-    (modules, classes, functions of the module) are left out."""
+    """Names of the test's own objects that it acted on before the site, most recent first:
+    a method call as a statement, its result discarded (``cart.add(...)`` gives ``cart``;
+    ``n = cart.count()`` is a query). ``self`` and names the test did not bind (modules,
+    classes, functions of the module) are left out."""
     calls: list[tuple[int, int, str]] = []
-    for node in _walk_own_body(test_node):
+    for stmt in _walk_own_body(test_node):
+        node = stmt.value if isinstance(stmt, ast.Expr) else None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                 and isinstance(node.func.value, ast.Name) and node.lineno < before_line:
             name = node.func.value.id

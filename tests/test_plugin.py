@@ -183,10 +183,10 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
         "nodeid": "test_mixed.py::test_fails", "nodeids": ["test_mixed.py::test_fails"],
         "file": "test_mixed.py", "line": 3, "function": "test_fails", "mode": "placeholder",
         "focal": None, "status": "test-failed", "chosen": None, "chosen_origin": None,
-        "chosen_grounded_from": None,
+        "chosen_grounded_from": None, "exemplars": [],
         "candidates": [{"text": "assert x == 1", "score": None, "rank": 0,
                         "outcome": "passed", "detail": "", "origin": "model",
-                        "grounded_from": None}],
+                        "grounded_from": None, "similarity": None}],
     }
     assert ok["status"] == "no-verified-candidate" and ok["mode"] == "append"
     assert [c["outcome"] for c in ok["candidates"]] == ["failed", "failed"]
@@ -325,3 +325,16 @@ def test_interrupted_run_writes_nothing(pytester):
     result.stdout.fnmatch_lines(["*the run was interrupted; showing diffs, writing nothing*",
                                  "+    assert x == 1"])
     assert (pytester.path / "test_int.py").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_suggester_that_raises_gives_a_notice_and_the_tests_run(pytester):
+    pytester.makeconftest(
+        "import pytest\n\n\nclass Broken:\n    def suggest(self, requests):\n"
+        "        raise KeyError('oops')\n\n\n@pytest.hookimpl(optionalhook=True)\n"
+        "def pytest_kdassert_suggester(config):\n    return Broken()\n")
+    pytester.makepyfile(test_a="def test_a():\n    x = 0 + 1\n")
+    result = pytester.runpytest_inprocess("--suggest-asserts", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*no suggestions: the suggester raised KeyError: 'oops'*"])
+    assert result.ret == 0
