@@ -34,7 +34,7 @@ class RerunGuard:
         self.session = session
         self.nodeid = nodeid
         self.run_again = run_again
-        self._standby = Standby(self._job) if isolated else None
+        self._standby = Standby(self._job, reaper=session.runner.reaper) if isolated else None
         self._started = time.monotonic()
 
     def finish(self, grounded_now: bool) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pytest_kdassert.outcomes import GROUNDABLE, Outcome
 from pytest_kdassert.safety import site_refusal
-from pytest_kdassert.sandbox import Dirty, Failure, run_forked
+from pytest_kdassert.sandbox import Dirty, Failure, Reaper, run_forked
 from pytest_kdassert.sites import SiteState, why_redundant
 from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
 
@@ -42,6 +42,8 @@ class SiteRunner:
         self.ground = ground
         self.isolated = isolated
         self.timeout = timeout
+        self.reaper = Reaper()
+        """Children of this run not yet waited for (the flakiness guard's too)."""
         self._trees: dict[str, ast.stmt] = {}
 
     def evaluate(self, state: SiteState, frame_globals: dict, frame_locals: dict, *,
@@ -61,7 +63,7 @@ class SiteRunner:
             return self._work(state, index, frame_globals, frame_locals, observing, checked)
 
         if self.isolated and not observing and tasks:
-            results = run_forked(tasks, work, self.timeout)
+            results = run_forked(tasks, work, self.timeout, reaper=self.reaper)
         else:
             results = ((index, _in_process(work, index)) for index in tasks)
         grounded_now = False

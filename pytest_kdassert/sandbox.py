@@ -115,13 +115,39 @@ def install_guard(refuse_code: bool) -> Guard:
     return guard
 
 
+class Reaper:
+    """Children killed but not yet waited for. Tearing down a child takes a few milliseconds;
+    reaped later, it happens beside the tests rather than in their way. :meth:`close` waits
+    for the rest (call it at the end of the session)."""
+
+    def __init__(self):
+        self.pids: list[int] = []
+
+    def add(self, pid: int) -> None:
+        self.pids.append(pid)
+        self.pids = [p for p in self.pids if not _reaped(p, os.WNOHANG)]
+
+    def close(self) -> None:
+        for pid in self.pids:
+            _reaped(pid, 0)
+        self.pids = []
+
+
+def _reaped(pid: int, options: int) -> bool:
+    try:
+        return os.waitpid(pid, options)[0] != 0
+    except ChildProcessError:
+        return True  # someone else (an os.wait() in a test) reaped it
+
+
 def run_forked(tasks: Sequence, work: Callable[[object], object], timeout: float,
-               refuse_code: bool = True) -> Iterator[tuple[object, object]]:
+               refuse_code: bool = True, reaper: Reaper | None = None
+               ) -> Iterator[tuple[object, object]]:
     """Yield ``(task, result or Failure)`` for each task, in order, from forked children."""
     start = 0
     while start < len(tasks):
         pending = tasks[start:]
-        child = _Child(lambda send, todo=pending: _serve(todo, work, send, refuse_code))
+        child = _Child(lambda send, todo=pending: _serve(todo, work, send, refuse_code), reaper)
         deadline = time.monotonic() + timeout
         try:
             for task in pending:
@@ -151,7 +177,8 @@ def _serve(tasks: Sequence, work, send, refuse_code: bool) -> None:
 class Standby:
     """A child forked now that waits for :meth:`go` (run ``job`` on the state of now)."""
 
-    def __init__(self, job: Callable[[object, Guard], object], refuse_code: bool = False):
+    def __init__(self, job: Callable[[object, Guard], object], refuse_code: bool = False,
+                 reaper: Reaper | None = None):
         control_read, self._control = os.pipe()
         control_write = self._control
 
@@ -162,7 +189,7 @@ class Standby:
                 guard = install_guard(refuse_code)
                 send({"result": job(json.loads(message), guard)})
 
-        self._child = _Child(body, quiet=False)  # the test's own logging runs as it would
+        self._child = _Child(body, reaper, quiet=False)  # the test's logging runs as it would
         os.close(control_read)
 
     def go(self, payload, timeout: float):
@@ -193,7 +220,8 @@ def _read_until_eof(fd: int) -> bytes:
 class _Child:
     """One forked child running ``body(send)``; the parent reads what it sends."""
 
-    def __init__(self, body: Callable, quiet: bool = True):
+    def __init__(self, body: Callable, reaper: Reaper | None = None, quiet: bool = True):
+        self.reaper = reaper
         read_fd, write_fd = os.pipe()
         limit = _memory_limit()
         with warnings.catch_warnings():
@@ -252,11 +280,14 @@ class _Child:
         return f"the process exited with status {os.waitstatus_to_exitcode(status)}"
 
     def stop(self) -> None:
-        """Kill and reap the child (if it still runs) and close the pipe."""
+        """Kill the child (if it still runs), reap it now or through the reaper, close the pipe."""
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+            if self.reaper is not None:
+                self.reaper.add(self.pid)
+            else:
+                _reaped(self.pid, 0)
             self.pid = None
         if self.fd is not None:
             os.close(self.fd)

@@ -122,9 +122,11 @@ class SuggestSession:
         self._indexes.clear()
 
     def release(self) -> None:
-        """Drop what only the end of the run needed (parsed files, rendered edits)."""
+        """Drop what only the end of the run needed (parsed files, rendered edits), and wait
+        for the last children."""
         self._indexes.clear()
         self.changeset.release()
+        self.runner.reaper.close()
 
     def _file_index(self, path: Path) -> FileIndex | None:
         """The parsed test file, parsed once per run (None when unreadable or unparsable)."""

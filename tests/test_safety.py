@@ -178,3 +178,17 @@ def test_standby_runs_the_job_on_the_state_it_was_forked_with():
     dismissed.dismiss()
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+@needs_fork
+def test_a_reaper_waits_for_killed_children_later():
+    reaper = sandbox.Reaper()
+    results = list(sandbox.run_forked([("value", 1), ("hang", None), ("value", 2)], _work,
+                                      timeout=0.3, reaper=reaper))
+    assert [r for _, r in results][::2] == [1, 2]
+    standby = sandbox.Standby(lambda payload, guard: payload, reaper=reaper)
+    assert standby.go(3, timeout=5) == 3
+    reaper.close()
+    assert reaper.pids == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child reaped
