@@ -8,13 +8,17 @@ Times, in this process, the ways a site's candidates can run, median and p90 ove
 
 - ``in_process``: ``--candidates`` checks and groundings in the test's process (what
   ``--kdassert-no-isolation`` does);
-- ``forked``: the same in one forked child per site (:func:`~pytest_kdassert.sandbox.run_forked`);
+- ``forked``: the same in one forked child per site (:func:`~pytest_kdassert.sandbox.run_forked`),
+  reaped at once; ``forked_reaper``: reaped later by a :class:`~pytest_kdassert.sandbox.Reaper`
+  (as the plugin does: the child's teardown runs beside the tests);
 - ``standby``: the flakiness guard's child forked before a call and dismissed after it (the
   cost every test with candidates pays when no value was grounded);
 - ``standby_go``: the same child told to run a job and answer (a grounded value appeared).
 
-Each is measured twice: bare (the plugin imported, nothing else) and after ``torch`` and the
-bundled model are loaded (a bigger process to fork: page tables are copied at fork).
+Each is measured twice: bare (the plugin imported, nothing else: the test process, since the
+model runs in its own interpreter, :mod:`pytest_kdassert.model_worker`) and after ``torch`` and
+the bundled model are loaded in this process (what forking would cost if the model ran in the
+test process: page tables are copied at fork).
 """
 
 from __future__ import annotations
@@ -77,17 +81,24 @@ def timed(action, repeats: int) -> dict:
 def measure(config: RoundtripConfig) -> dict:
     texts, work = site_work(config.candidates)
 
+    reaper = sandbox.Reaper()
+
     def standby_go():
         sandbox.Standby(lambda payload, guard: payload).go(1, timeout=10)
 
-    return {
+    results = {
         "in_process": timed(lambda: [work(t) for t in texts], config.repeats),
         "forked": timed(lambda: list(sandbox.run_forked(texts, work, timeout=10)),
                         config.repeats),
+        "forked_reaper": timed(lambda: list(sandbox.run_forked(texts, work, timeout=10,
+                                                                reaper=reaper)),
+                               config.repeats),
         "standby": timed(lambda: sandbox.Standby(lambda payload, guard: None).dismiss(),
                          config.repeats),
         "standby_go": timed(standby_go, config.repeats),
     }
+    reaper.close()
+    return results
 
 
 def rss_mib() -> float:
@@ -126,7 +137,7 @@ def main() -> None:
         row = result[name]
         print(f"{name:13} rss {row['rss_mib']:7.1f} MiB  " + "  ".join(
             f"{k} {row[k]['median_ms']:.2f} ms (p90 {row[k]['p90_ms']:.2f})"
-            for k in ("in_process", "forked", "standby", "standby_go")))
+            for k in ("in_process", "forked", "forked_reaper", "standby", "standby_go")))
     if config.json:
         with open(config.json, "w") as out:
             json.dump(result, out, indent=2)
