@@ -139,7 +139,8 @@ def _is_unittest(item) -> bool:
 
 
 def _run_again(item) -> None:
-    """Run a test's body once more, reusing the fixtures of the current call.
+    """Run a test's body once more, reusing the fixtures of the current call (in the flakiness
+    guard's child, forked before the call, unless isolation is off).
 
     A unittest test runs on a fresh TestCase with setUp, tearDown and cleanups, outside the
     TestCase result machinery (``item.runtest()`` would report into the item a second time);

@@ -2,9 +2,11 @@
 
 Flow: :meth:`SuggestSession.discover` finds the sites of each collected test; after
 collection, :meth:`~SuggestSession.generate` gets candidates for all of them in one batched
-call; during each test call the trap from :meth:`~SuggestSession.trap_for` verifies them in the
-test's frame; at the end :meth:`~SuggestSession.decide` picks each site's suggestion. The
-pytest hooks that drive it are in :mod:`pytest_kdassert.hooks`.
+call; during each test call the trap from :meth:`~SuggestSession.trap_for` hands the test's
+frame at each site to :class:`~.isolation.SiteRunner` (allow-list, then a forked child under a
+time limit), and :meth:`~SuggestSession.rerun_guard` checks grounded values for stability
+(:mod:`.flakiness`); at the end :meth:`~SuggestSession.decide` picks each site's suggestion.
+The pytest hooks that drive it are in :mod:`pytest_kdassert.hooks`.
 """
 
 from __future__ import annotations
