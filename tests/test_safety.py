@@ -101,7 +101,17 @@ def test_project_code_is_code_under_the_rootdir_outside_packages():
 
 
 # -- the sandbox --------------------------------------------------------------------------
-needs_fork = pytest.mark.skipif(not sandbox.AVAILABLE, reason="needs os.fork")
+needs_fork = pytest.mark.skipif(not sandbox.AVAILABLE or not Path("/proc/self/task").is_dir(),
+                                reason="needs os.fork and /proc")
+
+
+def _children() -> set[int]:
+    """This process's children, zombies included (other tests may leave some of their own)."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        with open(task / "children") as listing:
+            found.update(int(pid) for pid in listing.read().split())
+    return found
 
 
 def _work(task):
@@ -159,29 +169,30 @@ def _guarded(task):
 
 @needs_fork
 def test_a_real_ctrl_c_stops_the_parent_and_reaps_the_child():
+    before = _children()
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         list(sandbox.run_forked([("hang", None)], _work, timeout=30))
     timer.join()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child left behind
+    assert _children() <= before  # no child left behind
 
 
 @needs_fork
 def test_standby_runs_the_job_on_the_state_it_was_forked_with():
+    before = _children()
     state = {"n": 1}
     standby = sandbox.Standby(lambda payload, guard: state["n"] + payload)
     state["n"] = 100  # the parent moves on; the child keeps what it had
     assert standby.go(10, timeout=5) == 11
     dismissed = sandbox.Standby(lambda payload, guard: 0)
     dismissed.dismiss()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+    assert _children() <= before
 
 
 @needs_fork
 def test_a_reaper_waits_for_killed_children_later():
+    before = _children()
     reaper = sandbox.Reaper()
     results = list(sandbox.run_forked([("value", 1), ("hang", None), ("value", 2)], _work,
                                       timeout=0.3, reaper=reaper))
@@ -190,5 +201,4 @@ def test_a_reaper_waits_for_killed_children_later():
     assert standby.go(3, timeout=5) == 3
     reaper.close()
     assert reaper.pids == []
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # every child reaped
+    assert _children() <= before  # every child reaped
