@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,19 @@ def test_a_reaper_waits_for_killed_children_later():
     reaper.close()
     assert reaper.pids == []
     assert _children() <= before  # every child reaped
+
+
+@needs_fork
+def test_forking_beside_a_thread_warns_nothing():
+    # Python 3.12+ warns (DeprecationWarning) when a process with threads forks
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert [r for _, r in sandbox.run_forked([("value", 1)], _work, timeout=5)] == [1]
+    finally:
+        stop.set()
+        thread.join()
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
