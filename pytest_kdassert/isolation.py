@@ -205,7 +205,7 @@ def add_grounded(state: SiteState, source: int, text: str, result: list | None) 
     """
     existing = next((i for i, c in enumerate(state.candidates) if c.text == text), None)
     if existing is not None:
-        if state.candidates[existing].origin in GROUNDABLE.values():
+        if existing in state.grounded_sources:  # grounded before (a redundant one is not)
             state.grounded_sources[existing].add(source)
         return  # the model proposed this very text: it is checked as the model's
     model = state.candidates[source]

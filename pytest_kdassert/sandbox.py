@@ -49,12 +49,11 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _REFUSED_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.kill", "os.killpg",
                      "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.chown",
                      "os.chflags", "os.link", "os.symlink", "os.truncate", "os.utime",
-                     "os.putenv", "os.unsetenv", "os.setxattr", "os.removexattr", "os.system",
+                     "os.setxattr", "os.removexattr", "os.system",
                      "os.startfile", "shutil.", "subprocess.", "pty.", "socket.", "ctypes.",
                      "signal.pthread_kill", "sqlite3.", "webbrowser.", "urllib.", "http.",
                      "ftplib.", "smtplib.", "nntplib.", "poplib.", "imaplib.", "telnetlib.",
-                     "winreg.", "msvcrt.", "syslog.",
-                     "os.chdir", "os.fchdir")
+                     "winreg.", "msvcrt.", "syslog.")
 _REFUSED_CODE = ("exec", "code.__new__")
 
 

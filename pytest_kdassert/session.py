@@ -304,9 +304,14 @@ class SuggestSession:
 
     def _evaluator(self, state: SiteState, observing: bool, only: set[int] | None):
         def evaluate(frame) -> None:
-            if self.runner.evaluate(state, frame.f_globals, frame.f_locals,
-                                    observing=observing, only=only):
-                self._grounded_now = True
+            try:
+                grounded = self.runner.evaluate(state, frame.f_globals, frame.f_locals,
+                                                observing=observing, only=only)
+            except Exception:  # noqa: BLE001 - a bug of kdassert must not fail the user's test
+                logger.warning("kdassert: verifying %s failed", state.site.qualname,
+                               exc_info=True)
+                return
+            self._grounded_now |= grounded
 
         return evaluate
 

@@ -303,3 +303,17 @@ def test_x():
     assert [(t, o) for t, o, _ in sites["test_x"]] == [
         ("assert os.getcwd() != ''", "unsafe"), ("assert len(items) == 0", "failed"),
         ("assert len(items) == 2", "passed")]
+
+
+def test_two_candidates_grounding_to_an_assertion_the_test_has_leave_the_test_alone(pytester):
+    tests = '''
+def test_twice():
+    oid = tuple([0, 0])
+    assert ...
+    assert oid == (0, 0)
+'''
+    result, sites = _run(pytester, {"test_twice": ["assert oid == 0", "assert oid == 1"]}, tests)
+    result.assert_outcomes(passed=1)
+    assert [(t, o) for t, o, _ in sites["test_twice"]] == [
+        ("assert oid == 0", "failed"), ("assert oid == 1", "failed"),
+        ("assert oid == (0, 0)", "redundant")]
