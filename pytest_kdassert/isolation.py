@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import collections
 import logging
-import types
 from pathlib import Path
 
 from pytest_kdassert.outcomes import GROUNDABLE, Outcome
@@ -150,20 +149,15 @@ MAX_FINGERPRINT_ITEMS = 10_000
 
 
 def fingerprints(names, frame_globals: dict, frame_locals: dict) -> dict:
-    """Name -> a cheap snapshot of the test's value: builtin containers by their items, other
-    objects by their attributes (one level, containers by length). Compared after a check,
-    it shows candidates that mutate what the rest of the test uses (``items.pop()``)."""
+    """Name -> a snapshot of the test's builtin containers (lists, dicts, sets, ...) by their
+    items. Compared after a check, it shows candidates that consume what the rest of the test
+    uses (``items.pop()``, ``d.clear()``). Other objects are left alone: their attributes
+    change for harmless reasons too (a click ``Command`` caches what it computed)."""
     out = {}
     for name in names:
-        value = frame_locals.get(name, frame_globals.get(name, _CONTAINERS))
+        value = frame_locals.get(name, frame_globals.get(name))
         if isinstance(value, _CONTAINERS):
             out[name] = _items(value)
-        elif hasattr(value, "__dict__") and not isinstance(value, (type, types.ModuleType,
-                                                                  types.FunctionType)):
-            attrs = vars(value)
-            if isinstance(attrs, dict):
-                out[name] = {k: (id(v), len(v) if isinstance(v, _CONTAINERS) else None)
-                             for k, v in attrs.items()}
     return out
 
 
