@@ -15,8 +15,10 @@ examples with a realistic spread of lengths are used.
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -182,11 +184,28 @@ def format_table(columns: dict[str, tuple[dict[str, float], float]]) -> str:
     return "\n".join(lines)
 
 
+def sample_projects(path, count: int, seed: int):
+    """About ``count`` examples of whole projects drawn at random (whole projects, so the
+    exemplars each example gets from its own file are those of the full split)."""
+    by_project = {}
+    for example in load_examples(path):
+        by_project.setdefault(example.project, []).append(example)
+    projects = sorted(by_project)
+    random.Random(seed).shuffle(projects)
+    chosen = []
+    for project in projects:
+        if len(by_project[project]) <= count // 4:
+            chosen.extend(by_project[project])
+        if len(chosen) >= count:
+            break
+    return chosen
+
+
 def prepare(cli, work: Path):
     """Examples, tokenizer (padded to the real vocabulary size), format and a top-k int4 store."""
     fmt = InputFormatConfig(cli.max_source_tokens, 64, version=2 if cli.exemplars else 1,
                             exemplars=cli.exemplars)
-    examples = load_examples(cli.data, limit=cli.examples) if cli.data else synthetic_examples(cli.examples)
+    examples = sample_projects(cli.data, cli.examples, cli.seed) if cli.data else synthetic_examples(cli.examples)
     from distillation.sources import example_sources
 
     texts = [t for e, s in zip(examples, example_sources(examples, fmt), strict=True)
@@ -207,7 +226,8 @@ def prepare(cli, work: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="mining-schema JSONL (default: synthetic examples)")
+    parser.add_argument("--data", help="mining-schema JSONL, e.g. data/corpus/train.jsonl (default: "
+                                       "synthetic examples)")
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (after 2 warm-up steps)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -216,6 +236,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=8192)
     parser.add_argument("--path", choices=("current", "new", "both"), default="both")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
     cli = parser.parse_args()
     torch.set_num_threads(cli.threads)
     work = Path(tempfile.mkdtemp(prefix="kdassert-profile-"))
@@ -227,9 +248,11 @@ def main() -> None:
         for role, preset, alpha in (("teacher", "student", 0.0), ("distil", "student-mini", 0.5)):
             torch.manual_seed(0)
             model = build_model(preset, tokenizer)
-            setup = _setup(path, model, tokenizer, fmt, data_path, work, store if alpha else None)
-            per, wall = profile_run(model, tokenizer, *setup, optim, work,
-                                    store=store if alpha else None, alpha=alpha, steps=cli.steps)
+            dataset, collator, kwargs = _setup(path, model, tokenizer, fmt, data_path, work,
+                                               store if alpha else None)
+            per, wall = profile_run(model, tokenizer, dataset, collator, _optim(path, optim), work,
+                                    store=store if alpha else None, alpha=alpha, steps=cli.steps,
+                                    trainer_kwargs=kwargs)
             columns[f"{role} step, {path} path ({preset})"] = (per, wall)
             print(f"{role} {path}: {wall:.0f} ms/step", flush=True)
     print()
@@ -240,13 +263,44 @@ def main() -> None:
 
 
 def _setup(path, model, tokenizer, fmt, data_path, work, store):
-    """(dataset, collator) of the current or the new training path."""
+    """(dataset, collator, trainer kwargs) of the current or the new training path; the optimiser
+    settings of each path are applied by ``_optim``."""
     from distillation.data import EncodedDataset, Seq2SeqCollator, encode_examples
+    from distillation.fast_t5 import use_fast_t5
+    from distillation.token_cache import load_tokenized
 
     if path == "current":
+        from train_throughput import LibraryCollator
+
         items = encode_examples(load_examples(data_path), tokenizer, fmt)
-        return EncodedDataset(items, with_index=store is not None), Seq2SeqCollator(tokenizer, store=store)
-    raise NotImplementedError("the new path is added with distillation.fast_train")
+        collator = LibraryCollator(tokenizer)
+        if store is not None:
+            collator = _StoreCollator(collator, store)
+        return EncodedDataset(items, with_index=store is not None), collator, {}
+    use_fast_t5(model)
+    dataset = load_tokenized(data_path, tokenizer, fmt, with_index=store is not None, cache_dir=work / "cache")
+    return dataset, Seq2SeqCollator(tokenizer, store=store), {"length_buckets": True}
+
+
+class _StoreCollator:
+    """The current path's collator with the logit store's signal added (as before)."""
+
+    def __init__(self, base, store):
+        self.base, self.store = base, store
+
+    def __call__(self, features):
+        from distillation.signals import signal_to_batch
+
+        indices = [f.pop("index") for f in features]
+        batch = self.base(features)
+        batch.update(signal_to_batch(self.store.batch_signal(indices, batch["labels"])))
+        return batch
+
+
+def _optim(path: str, optim: OptimConfig) -> OptimConfig:
+    if path == "current":
+        return replace(optim, sampler="group_by_length", attention="library", fused_adamw=False)
+    return optim
 
 
 if __name__ == "__main__":

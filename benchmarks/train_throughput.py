@@ -42,7 +42,7 @@ from distillation.sources import example_sources
 from distillation.token_cache import TokenizedSplit
 from distillation.tokenizer import TokenizerConfig, train_tokenizer
 from distillation.trainer import DistillationTrainer, DistillConfig, OptimConfig, training_args
-from pytest_kdassert.core.input_format import InputFormatConfig, build_target
+from pytest_kdassert.core.input_format import InputFormatConfig, build_target, example_source
 from pytest_kdassert.core.records import load_examples
 
 
@@ -102,8 +102,12 @@ def prepare(cli, work: Path):
     sources = example_sources(examples, fmt, pool=pool)
     exemplar_seconds = time.perf_counter() - start
     targets = [build_target(e.assertion) for e in examples]
-    tokenizer = train_tokenizer([t for pair in zip(sources, targets, strict=True) for t in pair],
-                                TokenizerConfig(vocab_size=cli.vocab_size))
+    # BPE merges learnt from a few thousand examples of the split too, so lengths in tokens are
+    # close to those of the tokenizer trained on the whole split
+    extra = random.Random(cli.seed + 1).sample(pool, min(4000, len(pool)))
+    texts = [t for pair in zip(sources, targets, strict=True) for t in pair]
+    texts += [example_source(e, InputFormatConfig()) for e in extra]
+    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=cli.vocab_size))
     if len(tokenizer) < cli.vocab_size:
         tokenizer.add_tokens([f"<unused{i}>" for i in range(cli.vocab_size - len(tokenizer))])
     start = time.perf_counter()

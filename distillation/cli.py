@@ -213,6 +213,8 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--attention", type=click.Choice(["fused", "library"]),
               help="fused: fast T5 attention without attention dropout; library: transformers'.")
 @click.option("--fused-adamw/--no-fused-adamw", default=None, help="AdamW's fused kernel.")
+@click.option("--keep-freed-memory/--no-keep-freed-memory", default=None,
+              help="CPU: malloc keeps freed memory (no page faults per step).")
 @click.option("--resume", is_flag=True, default=None,
               help="Continue each training stage from its newest checkpoint (an error if there is "
                    "none); with a larger --max-steps/--teacher-max-steps the run is extended.")

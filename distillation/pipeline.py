@@ -80,6 +80,8 @@ class TrainConfig:
     """fused (fast T5 attention, no attention dropout) or library."""
     fused_adamw: bool = True
     """Fused AdamW kernel."""
+    keep_freed_memory: bool = True
+    """CPU: malloc keeps freed memory (no page faults per step for the big attention tensors)."""
     resume: bool = False
     """Each training stage that runs must continue its newest checkpoint (an error if none)."""
     stop_after: str = "bench"
@@ -126,6 +128,7 @@ class TrainConfig:
             seed=self.seed, bf16=self.bf16, eval_steps=self.eval_steps,
             lr_schedule=self.lr_schedule, warmup_steps=self.warmup_steps, decay_ratio=self.decay_ratio,
             sampler=self.sampler, attention=self.attention, fused_adamw=self.fused_adamw,
+            keep_freed_memory=self.keep_freed_memory,
         )
 
     def data(self, out: Path):

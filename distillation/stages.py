@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillation.allocator import keep_freed_memory
 from distillation.data import Seq2SeqCollator
 from distillation.fast_t5 import use_fast_t5
 from distillation.models import PRESETS, build_model, check_same_vocabulary
@@ -211,6 +212,8 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
     if store is not None and store.num_examples != len(train):
         raise_store_mismatch(store, len(train))
     optim = optim.for_split(len(train))
+    if optim.keep_freed_memory and not torch.cuda.is_available():
+        keep_freed_memory()
     if optim.attention == "fused":
         use_fast_t5(model)
     callbacks = [StableCheckpoint(optim.decay_start())] if optim.lr_schedule == "wsd" else []

@@ -60,6 +60,9 @@ class OptimConfig:
     RMS norm) or library (transformers' T5 attention, attention dropout 0.1)."""
     fused_adamw: bool = True
     """AdamW's fused kernel (one pass over all parameters) instead of the per-tensor loop."""
+    keep_freed_memory: bool = True
+    """On CPU, make malloc keep freed memory (:mod:`distillation.allocator`): no page faults
+    for the big attention tensors of every step. Process-wide."""
     eval_steps: int = 500
     """Evaluate and checkpoint every N steps."""
     save_total_limit: int = 2
