@@ -24,8 +24,11 @@ over the current one, total time over all rounds).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 from distill_step import StepTimer, matmul_peak, synthetic_examples
 
+from distillation.allocator import keep_freed_memory
 from distillation.data import EncodedDataset
 from distillation.fast_t5 import use_fast_t5
 from distillation.models import build_model
@@ -67,20 +71,25 @@ class Variant:
     attention: bool = False
     layer_norm: bool = False
     fused_adamw: bool = False
+    allocator: bool = False
+    """malloc keeps freed memory (:mod:`distillation.allocator`)"""
     bf16: bool = False
+    threads: int | None = None
+    """None: --threads"""
 
 
+_NEW = dict(new_data=True, attention=True, layer_norm=True, fused_adamw=True, allocator=True)
 VARIANTS = (
     Variant("current path"),
     Variant("+ token cache, numpy collator, length buckets", new_data=True),
     Variant("+ fused T5 attention (no attention dropout)", new_data=True, attention=True),
     Variant("+ fused RMS norm", new_data=True, attention=True, layer_norm=True),
-    Variant("+ fused AdamW = new default path", new_data=True, attention=True, layer_norm=True,
-            fused_adamw=True),
-    Variant("new path + bf16 autocast (not default)", new_data=True, attention=True,
-            layer_norm=True, fused_adamw=True, bf16=True),
+    Variant("+ fused AdamW", new_data=True, attention=True, layer_norm=True, fused_adamw=True),
+    Variant("+ malloc keeps freed memory = new default path", **_NEW),
+    Variant("new path + bf16 autocast (measured only)", **_NEW, bf16=True),
+    Variant("new path on 1 thread (measured only)", **_NEW, threads=1),
 )
-CURRENT, NEW = VARIANTS[0].name, VARIANTS[4].name
+CURRENT, NEW = VARIANTS[0].name, VARIANTS[5].name
 
 
 def sample_examples(cli):
@@ -114,28 +123,52 @@ def prepare(cli, work: Path):
     ids = tokenizer(sources, max_length=fmt.max_source_tokens, truncation=True)["input_ids"]
     labels = tokenizer(targets, max_length=fmt.max_target_tokens, truncation=True)["input_ids"]
     items = [{"input_ids": s, "labels": t} for s, t in zip(ids, labels, strict=True)]
-    timings = {"inputs with exemplars, built once per run on the current path": [exemplar_seconds],
-               "tokenising, once per run on the current path": [time.perf_counter() - start]}
+    timings = {"inputs with exemplars (each stage of the current path; cached on the new)": [exemplar_seconds],
+               "tokenising (each stage of the current path; cached on the new)": [time.perf_counter() - start]}
     cache = work / "cache"
     TokenizedSplit.from_items(items, [e.id for e in examples]).save(cache)
+    start = time.perf_counter()
+    TokenizedSplit.open(cache)
+    timings["opening the token cache (new path)"] = [time.perf_counter() - start]
     return items, tokenizer, fmt, cache, timings
 
 
-def build_data(variant: Variant, tokenizer, items, cache: Path, timings):
-    """(dataset, collator, sampler) of a variant."""
+def build_data(variant: Variant, tokenizer, cache: Path):
+    """(dataset, collator, sampler) of a variant: the current path gets the same ids as lists."""
     from distillation.data import Seq2SeqCollator
 
+    split = TokenizedSplit.open(cache)
     if variant.new_data:
-        start = time.perf_counter()
-        dataset = TokenizedSplit.open(cache)
-        timings.setdefault("opening the token cache (new path)", []).append(time.perf_counter() - start)
-        return dataset, Seq2SeqCollator(tokenizer), "buckets"
+        return split, Seq2SeqCollator(tokenizer), "buckets"
+    items = [{k: v.tolist() for k, v in split[i].items()} for i in range(len(split))]
     return EncodedDataset(items), LibraryCollator(tokenizer), "group_by_length"
 
 
-def time_variant(variant: Variant, tokenizer, items, cache, work, cli, timings) -> float:
+def run_worker(cli) -> None:
+    """One variant, one epoch, in a fresh process (allocator settings are process-wide)."""
+    from transformers import AutoTokenizer
+
+    variant = VARIANTS[cli.worker]
+    torch.set_num_threads(variant.threads or cli.threads)
+    if variant.allocator:
+        keep_freed_memory()
+    work = Path(cli.work)
+    tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    print(json.dumps({"seconds": time_variant(variant, tokenizer, work / "cache", work, cli)}))
+
+
+def spawn_worker(index: int, work: Path, cli) -> float:
+    command = [sys.executable, __file__, "--worker", str(index), "--work", str(work),
+               "--batch-size", str(cli.batch_size), "--threads", str(cli.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {VARIANTS[index].name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def time_variant(variant: Variant, tokenizer, cache, work, cli) -> float:
     """Seconds for one epoch over the sample, less its first step (start-up)."""
-    dataset, collator, sampler = build_data(variant, tokenizer, items, cache, timings)
+    dataset, collator, sampler = build_data(variant, tokenizer, cache)
     torch.manual_seed(0)
     model = build_model("student", tokenizer)
     if variant.attention:
@@ -185,10 +218,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="all", help="'all', or 'pair' (current and new only)")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     cli = parser.parse_args()
+    if cli.worker is not None:
+        return run_worker(cli)
     torch.set_num_threads(cli.threads)
     work = Path(tempfile.mkdtemp(prefix="kdassert-throughput-"))
     items, tokenizer, fmt, cache, timings = prepare(cli, work)
+    tokenizer.save_pretrained(str(work / "tokenizer"))
     split = TokenizedSplit.open(cache)
     src, tgt = split.lengths.astype(np.float64), split.label_lengths.astype(np.float64)
     model = build_model("student", tokenizer)
@@ -203,12 +241,12 @@ def main() -> None:
           f"median {np.median(tgt):.0f}, max {tgt.max():.0f}")
     print(f"fp32 matmul peak (2048^3, median of 3): {peak / 1e9:.1f} GFLOP/s; training FLOPs per "
           f"example {per_example / 1e9:.2f} GFLOP")
-    variants = VARIANTS if cli.variants == "all" else (VARIANTS[0], VARIANTS[4])
+    variants = VARIANTS if cli.variants == "all" else (VARIANTS[0], VARIANTS[5])
     seconds = {v.name: [] for v in variants}
     counted = len(items) - cli.batch_size  # the first step is not timed
     for r in range(cli.rounds):
         for variant in variants:
-            seconds[variant.name].append(time_variant(variant, tokenizer, items, cache, work, cli, timings))
+            seconds[variant.name].append(spawn_worker(VARIANTS.index(variant), work, cli))
             print(f"round {r + 1}: {variant.name}: {counted / seconds[variant.name][-1]:.2f} ex/s", flush=True)
     report(seconds, counted, per_example, peak, timings)
 
@@ -222,10 +260,10 @@ def report(seconds, counted, per_example, peak, timings) -> None:
         base = counted / statistics.median(seconds[CURRENT])
         step = f"{rate / previous:.2f}x" if previous else "-"
         print(f"| {name} | {rate:.2f} | {rate * per_example / peak:.1%} | {step} | {rate / base:.2f}x |")
-        if "bf16" not in name:
+        if "measured only" not in name:
             previous = rate
     for label, values in timings.items():
-        print(f"{label}: {statistics.median(values):.2f} s (median of {len(values)})")
+        print(f"{label}: {statistics.median(values):.2f} s for the sample")
     print(f"speedup {sum(seconds[CURRENT]) / sum(seconds[NEW]):.2f}")
 
 
