@@ -13,7 +13,10 @@ take turns, round after round, so load from other processes falls on all of them
 * then one change at a time, ending at the new default path of ``kdassert train``: token ids from
   the memory-mapped cache, the numpy collator and whole-split length buckets; the fused T5
   attention (mask once per stack, no attention dropout); the fused RMS norm; fused AdamW;
-* and, measured only, the new path under bf16 autocast.
+  malloc keeping freed memory (:mod:`distillation.allocator`);
+* and, measured only, the new path under bf16 autocast, and on one thread instead of two.
+
+Each variant runs in a fresh process (the allocator setting is process-wide), one per round.
 
 Prints examples/s of each (median over rounds), its share of the measured fp32 matmul peak
 (training FLOPs on real tokens: 6 x weights per token plus the attention matmuls), what each
