@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from distill_step import StepTimer, matmul_peak, synthetic_examples
+from distill_step import matmul_peak, synthetic_examples
+from transformers import TrainerCallback
 
 from distillation.allocator import keep_freed_memory
 from distillation.data import EncodedDataset
@@ -157,20 +158,34 @@ def run_worker(cli) -> None:
         keep_freed_memory()
     work = Path(cli.work)
     tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
-    print(json.dumps({"seconds": time_variant(variant, tokenizer, work / "cache", work, cli)}))
+    wall, cpu = time_variant(variant, tokenizer, work / "cache", work, cli)
+    print(json.dumps({"seconds": wall, "cpu_seconds": cpu}))
 
 
-def spawn_worker(index: int, work: Path, cli) -> float:
+def spawn_worker(index: int, work: Path, cli) -> tuple[float, float]:
     command = [sys.executable, __file__, "--worker", str(index), "--work", str(work),
                "--batch-size", str(cli.batch_size), "--threads", str(cli.threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {VARIANTS[index].name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["cpu_seconds"]
 
 
-def time_variant(variant: Variant, tokenizer, cache, work, cli) -> float:
-    """Seconds for one epoch over the sample, less its first step (start-up)."""
+class Clock(TrainerCallback):
+    """Wall and process CPU time (all threads) from the end of the first step to the last."""
+
+    def __init__(self):
+        self.start = self.end = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = (time.perf_counter(), time.process_time())
+        self.start = self.start or now
+        self.end = now
+
+
+def time_variant(variant: Variant, tokenizer, cache, work, cli) -> tuple[float, float]:
+    """Wall and CPU seconds for one epoch over the sample, less its first step (start-up)."""
     dataset, collator, sampler = build_data(variant, tokenizer, cache)
     torch.manual_seed(0)
     model = build_model("student", tokenizer)
@@ -181,12 +196,12 @@ def time_variant(variant: Variant, tokenizer, cache, work, cli) -> float:
                         fused_adamw=variant.fused_adamw, eval_steps=10**6, logging_steps=10**6)
     args = training_args(optim, work / "ckpt", has_eval=False)
     args.save_strategy = "no"
-    timer = StepTimer()
+    clock = Clock()
     trainer = DistillationTrainer(model=model, args=args, data_collator=collator, train_dataset=dataset,
                                   processing_class=tokenizer, distill=DistillConfig(alpha=0.0),
-                                  length_buckets=sampler == "buckets", callbacks=[timer])
+                                  length_buckets=sampler == "buckets", callbacks=[clock])
     trainer.train()
-    return sum(timer.times)  # steps 2..N (the first step's time includes start-up)
+    return clock.end[0] - clock.start[0], clock.end[1] - clock.start[1]
 
 
 def train_flops(model_cfg, src: np.ndarray, tgt: np.ndarray, weights: dict) -> float:
@@ -221,6 +236,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="all", help="'all', or 'pair' (current and new only)")
+    parser.add_argument("--padding-examples", type=int, default=2000,
+                        help="sample size of the padding comparison (0: skip)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     cli = parser.parse_args()
@@ -244,29 +261,63 @@ def main() -> None:
           f"median {np.median(tgt):.0f}, max {tgt.max():.0f}")
     print(f"fp32 matmul peak (2048^3, median of 3): {peak / 1e9:.1f} GFLOP/s; training FLOPs per "
           f"example {per_example / 1e9:.2f} GFLOP")
+    if cli.padding_examples:
+        padding_shares(cli, tokenizer, fmt)
     variants = VARIANTS if cli.variants == "all" else (VARIANTS[0], VARIANTS[5])
     seconds = {v.name: [] for v in variants}
+    cpu = {v.name: [] for v in variants}
     counted = len(items) - cli.batch_size  # the first step is not timed
     for r in range(cli.rounds):
         for variant in variants:
-            seconds[variant.name].append(spawn_worker(VARIANTS.index(variant), work, cli))
-            print(f"round {r + 1}: {variant.name}: {counted / seconds[variant.name][-1]:.2f} ex/s", flush=True)
-    report(seconds, counted, per_example, peak, timings)
+            wall, used = spawn_worker(VARIANTS.index(variant), work, cli)
+            seconds[variant.name].append(wall)
+            cpu[variant.name].append(used)
+            print(f"round {r + 1}: {variant.name}: {counted / wall:.2f} ex/s, "
+                  f"{counted / used:.2f} ex per CPU-second", flush=True)
+    report(seconds, cpu, counted, per_example, peak, timings)
 
 
-def report(seconds, counted, per_example, peak, timings) -> None:
-    print("\n| variant | examples/s (median of rounds) | share of fp32 matmul peak | vs previous | vs current |")
-    print("|---|---|---|---|---|")
+def padding_shares(cli, tokenizer, fmt) -> None:
+    """Encoder padding of each sampler over a larger sample of the split (lengths only)."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from distillation.batching import LengthBucketSampler, padding_share
+
+    examples, pool = sample_examples(argparse.Namespace(**{**vars(cli), "examples": cli.padding_examples,
+                                                           "seed": cli.seed + 2}))
+    sources = example_sources(examples, fmt, pool=pool)
+    lengths = np.array([len(x) for x in tokenizer(sources, max_length=fmt.max_source_tokens,
+                                                  truncation=True)["input_ids"]])
+    bs = cli.batch_size
+
+    def cut(order):
+        order = np.asarray(list(order))
+        return [order[i:i + bs] for i in range(0, len(order), bs)]
+    shares = {"random order": padding_share(lengths, cut(np.random.default_rng(0).permutation(len(lengths)))),
+              "library group_by_length (current)": padding_share(
+                  lengths, cut(LengthGroupedSampler(bs, lengths=lengths.tolist()))),
+              "length buckets (new)": padding_share(lengths, LengthBucketSampler(lengths, bs).batches())}
+    print(f"encoder padding over {len(lengths)} examples: " +
+          ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+
+
+def report(seconds, cpu, counted, per_example, peak, timings) -> None:
+    print("\n| variant | examples/s (median of rounds) | share of fp32 matmul peak | examples per "
+          "CPU-second | vs previous (CPU) | vs current (CPU) |")
+    print("|---|---|---|---|---|---|")
     previous = None
+    base = counted / statistics.median(cpu[CURRENT])
     for name, times in seconds.items():
         rate = counted / statistics.median(times)
-        base = counted / statistics.median(seconds[CURRENT])
-        step = f"{rate / previous:.2f}x" if previous else "-"
-        print(f"| {name} | {rate:.2f} | {rate * per_example / peak:.1%} | {step} | {rate / base:.2f}x |")
+        per_cpu = counted / statistics.median(cpu[name])
+        step = f"{per_cpu / previous:.2f}x" if previous else "-"
+        print(f"| {name} | {rate:.2f} | {rate * per_example / peak:.1%} | {per_cpu:.2f} | {step} | "
+              f"{per_cpu / base:.2f}x |")
         if "measured only" not in name:
-            previous = rate
+            previous = per_cpu
     for label, values in timings.items():
         print(f"{label}: {statistics.median(values):.2f} s for the sample")
+    print(f"examples per CPU-second, new over current: {sum(cpu[CURRENT]) / sum(cpu[NEW]):.2f}x")
     print(f"speedup {sum(seconds[CURRENT]) / sum(seconds[NEW]):.2f}")
 
 
