@@ -83,9 +83,8 @@ def time_training(model_fn, tokenizer, dataset, optim, work, store=None, alpha=0
     args = training_args(optim, work / "ckpt", has_eval=False)
     args.save_strategy = "no"
     args.logging_steps = 10**6
-    collator = Seq2SeqCollator(tokenizer, store=store, pad_to_multiple_of=pad_multiple)
-    if fixed_length:
-        collator.base.padding, collator.base.max_length = "max_length", fixed_length
+    collator = Seq2SeqCollator(tokenizer, store=store, pad_to_multiple_of=pad_multiple,
+                               pad_to_length=fixed_length)
     timer = StepTimer()
     trainer = DistillationTrainer(model=model, args=args, data_collator=collator, train_dataset=dataset,
                                   processing_class=tokenizer,
@@ -185,8 +184,8 @@ def main() -> None:
     # 2. throughput and the tricks that raise it (plain fine-tuning)
     useful = _useful_flops(model_fn(), items)
     variants = [
-        ("fp32, fixed padding to 320, random order", replace(base, bf16="off", group_by_length=False), 320),
-        ("fp32, dynamic padding", replace(base, bf16="off", group_by_length=False), None),
+        ("fp32, fixed padding to 320, random order", replace(base, bf16="off", sampler="random"), 320),
+        ("fp32, dynamic padding", replace(base, bf16="off", sampler="random"), None),
         ("fp32, dynamic padding + length bucketing", replace(base, bf16="off"), None),
         ("bf16, dynamic padding + length bucketing", base, None),
     ]

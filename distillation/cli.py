@@ -204,6 +204,22 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
 @click.option("--run-name", help="Student directory under <out>/students (default: PRESET-MODE-aA-TT).")
+@click.option("--eval-examples", type=int, help="Validation examples evaluated during training (0: all).")
+@click.option("--lr-schedule", type=click.Choice(["linear", "wsd"]),
+              help="linear decay, or warmup-stable-decay (extendable with a larger budget).")
+@click.option("--warmup-steps", type=int, help="Warm-up steps (0: 5%% of the steps).")
+@click.option("--decay-ratio", type=float, help="wsd: share of the steps spent decaying at the end.")
+@click.option("--sampler", type=click.Choice(["buckets", "group_by_length", "random"]))
+@click.option("--attention", type=click.Choice(["fused", "library"]),
+              help="fused: fast T5 attention without attention dropout; library: transformers'.")
+@click.option("--fused-adamw/--no-fused-adamw", default=None, help="AdamW's fused kernel.")
+@click.option("--keep-freed-memory/--no-keep-freed-memory", default=None,
+              help="CPU: malloc keeps freed memory (no page faults per step).")
+@click.option("--resume", is_flag=True, default=None,
+              help="Continue each training stage from its newest checkpoint (an error if there is "
+                   "none); with a larger --max-steps/--teacher-max-steps the run is extended.")
+@click.option("--stop-after", type=click.Choice(["tokenizer", "teacher", "logits", "student", "bench"]),
+              help="Last stage to run (e.g. teacher: train the teacher only).")
 def train_command(config_path, **options):
     """Run the pipeline: tokenizer, teacher, teacher logits, student, `kdassert bench` on valid.jsonl.
 
@@ -212,9 +228,23 @@ def train_command(config_path, **options):
     from distillation.pipeline import load_train_config, run_train
 
     result = run_train(load_train_config(config_path, **options))
-    click.echo(f"student: {result.student_dir}")
-    if result.bench_report is not None:
-        click.echo(f"benchmark: {result.bench_report}")
+    for name in ("teacher_dir", "student_dir", "bench_report"):
+        if getattr(result, name) is not None:
+            click.echo(f"{name.split('_')[0]}: {getattr(result, name)}")
+
+
+@main.command("loss-curve")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", default="loss_curve.png", show_default=True, help="PNG to write.")
+@click.option("--train-loss/--no-train-loss", default=True, show_default=True,
+              help="Also draw the training loss.")
+def loss_curve_command(run_dirs, out, train_loss):
+    """Validation loss vs step of training stages (e.g. runs/cpu-v2/teacher), across resumed runs."""
+    from pathlib import Path
+
+    from distillation.loss_curve import plot_loss_curve
+
+    click.echo(str(plot_loss_curve([Path(d) for d in run_dirs], Path(out), train_loss)))
 
 
 # --- benchmark commands (issue: bench) -----------------------------------------------------

@@ -1,8 +1,8 @@
 """Tokenised datasets and the batch collator used by teacher training, distillation and logits.
 
 Examples become ``{"input_ids", "labels"}`` through :mod:`pytest_kdassert.core.input_format` only.
-Batches are padded dynamically (to the longest item, via ``DataCollatorForSeq2Seq``); the
-Trainer's ``group_by_length`` sorts similar lengths together so little padding is left.
+Batches are padded dynamically (to the longest item); the training sampler
+(:mod:`distillation.batching`) puts examples of equal length together so little padding is left.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import BatchEncoding
 
 from distillation.signals import signal_to_batch
 from distillation.sources import example_sources
@@ -75,18 +77,37 @@ def load_dataset(path, tokenizer, fmt: InputFormatConfig, limit: int | None = No
 
 
 class Seq2SeqCollator:
-    """Dynamic padding, plus the teacher signal for each batch when a logit store is given."""
+    """Dynamic padding (to the longest item, rounded up to ``pad_to_multiple_of``; or to
+    ``pad_to_length``), plus the teacher signal for each batch when a logit store is given.
+    Items hold lists or numpy arrays; padding is done in numpy, once per batch."""
 
-    def __init__(self, tokenizer, store=None, pad_to_multiple_of: int | None = 8):
-        from transformers import DataCollatorForSeq2Seq
-
-        self.base = DataCollatorForSeq2Seq(tokenizer, model=None, label_pad_token_id=-100,
-                                           pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
+    def __init__(self, tokenizer, store=None, pad_to_multiple_of: int | None = 8,
+                 pad_to_length: int | None = None):
+        self.pad_id = tokenizer.pad_token_id
+        self.multiple = pad_to_multiple_of or 1
+        self.pad_to_length = pad_to_length
         self.store = store
 
     def __call__(self, features: list[dict]) -> dict:
-        indices = [f.pop("index") for f in features if "index" in f]
-        batch = self.base(features)
+        indices = [f["index"] for f in features if "index" in f]
+        input_ids = self._pad([f["input_ids"] for f in features], self.pad_id, self.pad_to_length)
+        batch = {"input_ids": input_ids, "attention_mask": _mask(features, input_ids.shape[1])}
+        if "labels" in features[0]:
+            batch["labels"] = self._pad([f["labels"] for f in features], -100)
         if self.store is not None and indices:
             batch.update(signal_to_batch(self.store.batch_signal(indices, batch["labels"])))
-        return batch
+        return BatchEncoding(batch)
+
+    def _pad(self, rows, value: int, length: int | None = None) -> torch.Tensor:
+        longest = max(len(r) for r in rows)
+        width = max(length or 0, -(-longest // self.multiple) * self.multiple)
+        out = np.full((len(rows), width), value, dtype=np.int64)
+        for i, row in enumerate(rows):
+            out[i, :len(row)] = row
+        return torch.from_numpy(out)
+
+
+def _mask(features, width: int) -> torch.Tensor:
+    """1 over each item's own tokens, 0 over its padding."""
+    lengths = torch.tensor([len(f["input_ids"]) for f in features])
+    return (torch.arange(width)[None, :] < lengths[:, None]).long()

@@ -65,6 +65,27 @@ class TrainConfig:
     bf16: str = "auto"
     """auto, on or off."""
     eval_steps: int = 500
+    """Evaluate and checkpoint every N steps."""
+    eval_examples: int = 0
+    """Evaluate during training on this many validation examples, evenly spaced (0: all)."""
+    lr_schedule: str = "linear"
+    """linear, or wsd (warmup-stable-decay: extendable with a larger max_steps and --resume)."""
+    warmup_steps: int = 0
+    """Warm-up steps (0: 5% of the steps)."""
+    decay_ratio: float = 0.1
+    """wsd: share of the steps spent decaying at the end."""
+    sampler: str = "buckets"
+    """buckets, group_by_length or random (see OptimConfig.sampler)."""
+    attention: str = "fused"
+    """fused (fast T5 attention, no attention dropout) or library."""
+    fused_adamw: bool = True
+    """Fused AdamW kernel."""
+    keep_freed_memory: bool = True
+    """CPU: malloc keeps freed memory (no page faults per step for the big attention tensors)."""
+    resume: bool = False
+    """Each training stage that runs must continue its newest checkpoint (an error if none)."""
+    stop_after: str = "bench"
+    """Last stage to run: tokenizer, teacher, logits, student or bench."""
     vocab_size: int = 8192
     """Tokenizer vocabulary size (when the tokenizer is trained here)."""
     max_source_tokens: int = 320
@@ -90,6 +111,10 @@ class TrainConfig:
             raise ConfigError(f"run_name must be a plain directory name, got {self.run_name!r}")
         self.input_format()  # validates the token budgets
         self.optim(student=True)
+        if self.stop_after not in STAGES:
+            raise ConfigError(f"stop_after must be one of {STAGES}, got {self.stop_after!r}")
+        if self.eval_examples < 0:
+            raise ConfigError(f"eval_examples must be >= 0, got {self.eval_examples}")
 
     def input_format(self) -> InputFormatConfig:
         return InputFormatConfig(self.max_source_tokens, self.max_target_tokens,
@@ -101,7 +126,15 @@ class TrainConfig:
             max_steps=self.max_steps if student else self.teacher_max_steps,
             batch_size=self.batch_size, lr=self.lr if student else self.teacher_lr,
             seed=self.seed, bf16=self.bf16, eval_steps=self.eval_steps,
+            lr_schedule=self.lr_schedule, warmup_steps=self.warmup_steps, decay_ratio=self.decay_ratio,
+            sampler=self.sampler, attention=self.attention, fused_adamw=self.fused_adamw,
+            keep_freed_memory=self.keep_freed_memory,
         )
+
+    def data(self, out: Path):
+        from distillation.stages import DataConfig
+
+        return DataConfig(limit=self.limit, cache_dir=out / "token-cache", eval_examples=self.eval_examples)
 
     def student_label(self) -> str:
         """The student preset, or the name of the model directory it starts from."""
@@ -115,15 +148,18 @@ class TrainConfig:
         return dataclasses.replace(self, distill=dataclasses.replace(self.distill, **changes))
 
 
+STAGES = ("tokenizer", "teacher", "logits", "student", "bench")
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Where ``run_train`` left each artifact."""
 
     tokenizer_dir: Path
-    teacher_dir: Path
-    logits_dir: Path | None
-    student_dir: Path
-    bench_report: Path | None
+    teacher_dir: Path | None = None
+    logits_dir: Path | None = None
+    student_dir: Path | None = None
+    bench_report: Path | None = None
 
 
 DISTILL_KEYS = tuple(f.name for f in dataclasses.fields(DistillConfig))
@@ -172,14 +208,21 @@ def run_train(config: TrainConfig) -> TrainResult:
                    "limit": config.limit}
     # Under accelerate/torchrun every process runs this; the single-process stages run on the
     # main process first and the others then find them cached. Training stages use all processes.
+    last = STAGES.index(config.stop_after)
     with main_process_first():
         tokenizer_dir, tok_hash = _tokenizer_stage(config, out, fingerprint)
+    if last < 1:
+        return TrainResult(tokenizer_dir)
     teacher_dir, teacher_hash = _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint)
+    if last < 2:
+        return TrainResult(tokenizer_dir, teacher_dir)
     with main_process_first():
         logits_dir, logits_hash = _logits_stage(config, out, teacher_dir, teacher_hash)
+    if last < 3:
+        return TrainResult(tokenizer_dir, teacher_dir, logits_dir)
     student_dir = _student_stage(config, out, teacher_dir, logits_dir, logits_hash or teacher_hash)
     with main_process_first():
-        bench = _bench_stage(config, student_dir)
+        bench = _bench_stage(config, student_dir) if last >= 4 else None
     return TrainResult(tokenizer_dir, teacher_dir, logits_dir, student_dir, bench)
 
 
@@ -217,7 +260,8 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
         return path, config_hash({"teacher": str(path)})
     optim = config.optim(student=False)
     stage = Stage("teacher", out / "teacher", {"preset": config.teacher, "tokenizer": tok_hash,
-                  **fingerprint, "optim": asdict(optim)}, _model_files(), resumable=True)
+                  **fingerprint, "optim": asdict(optim)}, _model_files(), resumable=True,
+                  resume=config.resume)
 
     def train_teacher():
         from transformers import AutoTokenizer
@@ -225,7 +269,7 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         model = init_model(config.teacher, tokenizer, config.seed)
         train_model(model, tokenizer, Path(config.data_dir), stage.directory, optim,
-                    config.input_format(), config.limit)
+                    config.input_format(), config.data(out), resume=config.resume)
 
     return stage.directory / "final", stage.run(train_teacher)
 
@@ -253,7 +297,7 @@ def _student_stage(config: TrainConfig, out: Path, teacher_dir: Path, logits_dir
         "upstream": upstream, "student": config.student, "alpha": distill.alpha,
         "temperature": distill.temperature, "mode": distill.logits_mode,
         "format": asdict(config.input_format()), "limit": config.limit, "optim": asdict(optim),
-    }, _model_files(), resumable=True)
+    }, _model_files(), resumable=True, resume=config.resume)
 
     def train_student():
         from distillation.logit_store import LogitStore
@@ -263,8 +307,8 @@ def _student_stage(config: TrainConfig, out: Path, teacher_dir: Path, logits_dir
         store = LogitStore.open(logits_dir) if logits_dir is not None else None
         teacher = load_seq2seq(teacher_dir)[0] if distill.runs_teacher else None
         train_model(model, tokenizer, Path(config.data_dir), stage.directory, optim,
-                    config.input_format(), config.limit, store=store, distill=distill,
-                    teacher_model=teacher)
+                    config.input_format(), config.data(out), store=store, distill=distill,
+                    teacher_model=teacher, resume=config.resume)
 
     stage.run(train_student)
     return stage.directory / "final"

@@ -17,11 +17,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from distillation.data import Seq2SeqCollator, load_dataset
+from distillation.allocator import keep_freed_memory
+from distillation.data import Seq2SeqCollator
+from distillation.fast_t5 import use_fast_t5
 from distillation.models import PRESETS, build_model, check_same_vocabulary
+from distillation.resume import StableCheckpoint
 from distillation.sources import example_sources
+from distillation.token_cache import load_tokenized
 from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from distillation.trainer import (
     FINE_TUNE,
@@ -32,6 +37,7 @@ from distillation.trainer import (
     training_args,
 )
 from pytest_kdassert.core.atomic import write_text_atomic
+from pytest_kdassert.core.errors import ConfigError
 from pytest_kdassert.core.input_format import InputFormatConfig, build_target
 from pytest_kdassert.core.loading import load_tokenizer, resolve_model_path, save_format_config
 from pytest_kdassert.core.records import load_examples
@@ -74,19 +80,37 @@ def stage_seconds(directory: Path) -> float | None:
         return None
 
 
-def clear_stage(directory: Path, resolved: dict | None = None) -> None:
+BUDGET_KEYS = ("max_steps", "epochs")
+"""Optimiser settings a run can change and still continue from its checkpoints."""
+
+
+def resume_settings(resolved: dict) -> dict:
+    """What checkpoints belong to: the settings less the step budget (a run continued with a
+    larger max_steps keeps its checkpoints)."""
+    optim = {k: v for k, v in resolved.get("optim", {}).items() if k not in BUDGET_KEYS}
+    return {**resolved, "optim": optim} if "optim" in resolved else resolved
+
+
+def clear_stage(directory: Path, resolved: dict | None = None, resume: bool = False) -> None:
     """Prepare a stage to (re)run: drop its completion marker, so a crash never looks complete,
-    and drop checkpoints left by a run with other settings (same settings: they are resumed)."""
+    and drop checkpoints left by a run with other settings (same settings, whatever the step
+    budget: they are continued). ``resume``: refuse instead of dropping them."""
     (directory / STAGE_FILE).unlink(missing_ok=True)
     checkpoints = directory / "checkpoints"
     if resolved is None:
         return
     owner = checkpoints / "kdassert_config_hash"
-    if checkpoints.is_dir() and (not owner.is_file() or owner.read_text().strip() != config_hash(resolved)):
+    mine = config_hash(resume_settings(resolved))
+    # owner files written before the budget was left out hold the full hash
+    if checkpoints.is_dir() and (not owner.is_file() or owner.read_text().strip() not in (mine, config_hash(resolved))):
+        if resume:
+            raise ConfigError(f"Cannot resume: the checkpoints in {checkpoints} were made with other "
+                              "settings; --resume continues a run with the same settings (only "
+                              "max_steps / epochs may grow). Drop --resume to start afresh.")
         logger.info("discarding checkpoints of other settings in %s", checkpoints)
         shutil.rmtree(checkpoints)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    owner.write_text(config_hash(resolved) + "\n")
+    owner.write_text(mine + "\n")
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,8 @@ class Stage:
     """Paths under ``directory`` that must exist for the cached output to count."""
     resumable: bool = False
     """A training stage: keep the checkpoints of an interrupted run with the same settings."""
+    resume: bool = False
+    """``--resume``: this stage must continue its checkpoints (an error if it would drop them)."""
 
     @property
     def resolved(self) -> dict:
@@ -116,7 +142,7 @@ class Stage:
         if stage_is_valid(self.directory, self.resolved, self.outputs):
             logger.info("%s: cached in %s", self.name, self.directory)
         else:
-            clear_stage(self.directory, self.resolved if self.resumable else None)
+            clear_stage(self.directory, self.resolved if self.resumable else None, self.resume)
             start = time.perf_counter()
             work()
             mark_stage(self.directory, self.resolved, time.perf_counter() - start)
@@ -163,27 +189,57 @@ def save_final(model_dir: Path, tokenizer, fmt: InputFormatConfig) -> None:
     save_format_config(model_dir, fmt)
 
 
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a training stage's token ids come from."""
+
+    limit: int | None = None
+    """Use only the first N examples of each split."""
+    cache_dir: Path | None = None
+    """Token-id cache (:mod:`distillation.token_cache`); None: tokenise in memory."""
+    eval_examples: int = 0
+    """Evaluate on this many validation examples, evenly spaced over the split (0: all)."""
+
+
 def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimConfig,
-                fmt: InputFormatConfig, limit: int | None, *, store=None,
-                distill: DistillConfig = FINE_TUNE, teacher_model=None) -> Path:
-    """Train ``model`` on ``data_dir``/train.jsonl (evaluating on valid.jsonl); returns final dir."""
-    train = load_dataset(data_dir / "train.jsonl", tokenizer, fmt, limit, with_index=store is not None)
-    valid_path = data_dir / "valid.jsonl"
-    valid = load_dataset(valid_path, tokenizer, fmt, limit) if valid_path.is_file() else None
+                fmt: InputFormatConfig, data: DataConfig = DataConfig(), *, store=None,
+                distill: DistillConfig = FINE_TUNE, teacher_model=None, resume: bool = False) -> Path:
+    """Train ``model`` on ``data_dir``/train.jsonl (evaluating on valid.jsonl); returns final dir.
+    ``resume``: continue the newest checkpoint (an error when there is none)."""
+    train = load_tokenized(data_dir / "train.jsonl", tokenizer, fmt, data.limit,
+                           with_index=store is not None, cache_dir=data.cache_dir)
+    valid = _valid_split(data_dir / "valid.jsonl", tokenizer, fmt, data)
     if store is not None and store.num_examples != len(train):
         raise_store_mismatch(store, len(train))
+    optim = optim.for_split(len(train))
+    if optim.keep_freed_memory and not torch.cuda.is_available():
+        keep_freed_memory()
+    if optim.attention == "fused":
+        use_fast_t5(model)
+    callbacks = [StableCheckpoint(optim.decay_start())] if optim.lr_schedule == "wsd" else []
     trainer = DistillationTrainer(
         model=model, args=training_args(optim, out_dir / "checkpoints", valid is not None),
         data_collator=Seq2SeqCollator(tokenizer, store=store), train_dataset=train,
         eval_dataset=valid, processing_class=tokenizer, distill=distill, teacher_model=teacher_model,
+        length_buckets=optim.sampler == "buckets", callbacks=callbacks,
     )
     final = out_dir / "final"
     if final.exists() and trainer.is_world_process_zero():
         shutil.rmtree(final)
-    run_trainer(trainer, final)
+    run_trainer(trainer, final, optim, resume=resume)
     if trainer.is_world_process_zero():
         save_final(final, tokenizer, fmt)
     return final
+
+
+def _valid_split(path: Path, tokenizer, fmt: InputFormatConfig, data: DataConfig):
+    if not path.is_file():
+        return None
+    split = load_tokenized(path, tokenizer, fmt, data.limit, cache_dir=data.cache_dir)
+    if not data.eval_examples or data.eval_examples >= len(split):
+        return split
+    picks = np.linspace(0, len(split) - 1, data.eval_examples).round().astype(int)
+    return torch.utils.data.Subset(split, picks.tolist())
 
 
 def raise_store_mismatch(store, num_train: int):

@@ -6,14 +6,15 @@ launch`` / ``torchrun``) come from the library: nothing here is specific to one 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.losses import distillation_loss
@@ -36,14 +37,32 @@ class OptimConfig:
     grad_accum: int = 1
     """Gradient accumulation steps."""
     lr: float = 5e-4
-    """Peak learning rate (linear decay after warm-up)."""
+    """Peak learning rate."""
     warmup_ratio: float = 0.05
+    """Warm-up as a share of the steps (used when warmup_steps is 0)."""
+    warmup_steps: int = 0
+    """Warm-up steps (0: warmup_ratio of the steps)."""
+    lr_schedule: str = "linear"
+    """linear (decay from the peak to 0 over the whole run), or wsd (warmup-stable-decay: the
+    peak learning rate until the last decay_ratio of max_steps, then a linear decay to 0). A wsd
+    run can be continued with a larger max_steps: the stable phase just extends."""
+    decay_ratio: float = 0.1
+    """wsd: the share of max_steps spent decaying, at the end."""
     weight_decay: float = 0.01
     seed: int = 0
     bf16: str = "auto"
     """bf16 mixed precision: "auto" (on where the hardware has fast bf16), "on" or "off"."""
-    group_by_length: bool = True
-    """Batch examples of similar length together (less padding)."""
+    sampler: str = "buckets"
+    """buckets (the whole split sorted by length into batches, batches shuffled: almost no
+    padding), group_by_length (the library's mega-batches of 50 batches) or random."""
+    attention: str = "fused"
+    """fused (:mod:`distillation.fast_t5`: mask built once per stack, no attention dropout, fused
+    RMS norm) or library (transformers' T5 attention, attention dropout 0.1)."""
+    fused_adamw: bool = True
+    """AdamW's fused kernel (one pass over all parameters) instead of the per-tensor loop."""
+    keep_freed_memory: bool = True
+    """On CPU, make malloc keep freed memory (:mod:`distillation.allocator`): no page faults
+    for the big attention tensors of every step. Process-wide."""
     eval_steps: int = 500
     """Evaluate and checkpoint every N steps."""
     save_total_limit: int = 2
@@ -60,6 +79,34 @@ class OptimConfig:
             raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
         if self.eval_steps < 1:
             raise ConfigError(f"eval_steps must be >= 1, got {self.eval_steps}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("attention", self.attention, ATTENTIONS)
+        if not 0.0 <= self.decay_ratio <= 1.0 or self.warmup_steps < 0:
+            raise ConfigError("decay_ratio must be in [0, 1] and warmup_steps >= 0")
+
+    def for_split(self, num_examples: int) -> OptimConfig:
+        """This config with max_steps set from epochs when wsd needs it (the decay is placed
+        before the last step, so its length must be known up front)."""
+        if self.lr_schedule != "wsd" or self.max_steps > 0:
+            return self
+        per_epoch = math.ceil(num_examples / (self.batch_size * self.grad_accum))
+        return dataclasses.replace(self, max_steps=max(1, math.ceil(per_epoch * self.epochs)))
+
+    def decay_start(self, max_steps: int | None = None) -> int:
+        """wsd: the first step of the decay phase for a run of ``max_steps`` (default: ours)."""
+        total = self.max_steps if max_steps is None else max_steps
+        return total - round(self.decay_ratio * total)
+
+
+LR_SCHEDULES = ("linear", "wsd")
+SAMPLERS = ("buckets", "group_by_length", "random")
+ATTENTIONS = ("fused", "library")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
 
 
 LOGITS_MODES = ("topk", "quantized", "online")
@@ -168,13 +215,16 @@ def training_args(optim: OptimConfig, output_dir: Path, has_eval: bool) -> Seq2S
         per_device_eval_batch_size=optim.batch_size,
         gradient_accumulation_steps=optim.grad_accum,
         learning_rate=optim.lr,
-        warmup_steps=optim.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        # a float below 1 is a ratio of the total steps
+        warmup_steps=optim.warmup_steps or optim.warmup_ratio,
         weight_decay=optim.weight_decay,
-        lr_scheduler_type="linear",
+        **_schedule_args(optim),
+        optim="adamw_torch_fused" if optim.fused_adamw else "adamw_torch",
         seed=optim.seed,
         bf16=use_bf16(optim),
         use_cpu=not torch.cuda.is_available(),
-        train_sampling_strategy="group_by_length" if optim.group_by_length else "random",
+        # "buckets" is DistillationTrainer's own sampler (see _get_train_sampler)
+        train_sampling_strategy="group_by_length" if optim.sampler == "group_by_length" else "random",
         eval_strategy="steps" if has_eval else "no",
         eval_steps=optim.eval_steps,
         save_strategy="steps",
@@ -188,17 +238,28 @@ def training_args(optim: OptimConfig, output_dir: Path, has_eval: bool) -> Seq2S
     )
 
 
-def run_trainer(trainer: Seq2SeqTrainer, final_dir: Path) -> Path:
-    """Train (resuming from the newest checkpoint if any), save model + tokenizer to final_dir."""
-    output_dir = Path(trainer.args.output_dir)
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if last:
-        logger.info("resuming from %s", last)
+def _schedule_args(optim: OptimConfig) -> dict:
+    if optim.lr_schedule == "linear":
+        return {"lr_scheduler_type": "linear"}
+    decay = optim.max_steps - optim.decay_start()
+    return {"lr_scheduler_type": "warmup_stable_decay",
+            "lr_scheduler_kwargs": {"num_decay_steps": decay, "decay_type": "linear"}}
+
+
+def run_trainer(trainer: Seq2SeqTrainer, final_dir: Path, optim: OptimConfig | None = None,
+                resume: bool = False) -> Path:
+    """Train, continuing from the newest checkpoint if any (:func:`distillation.resume.resume_point`;
+    ``resume``: there must be one), save model + tokenizer + log history to final_dir."""
+    from distillation.resume import resume_point
+
+    last = resume_point(Path(trainer.args.output_dir), optim, require=resume)
     trainer.train(resume_from_checkpoint=last)
     if trainer.eval_dataset is not None:
         metrics = trainer.evaluate()
         logger.info("final evaluation: %s", metrics)
     trainer.save_model(str(final_dir))
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(Path(final_dir) / "trainer_state.json"))
     return final_dir
 
 
@@ -210,9 +271,11 @@ class DistillationTrainer(Seq2SeqTrainer):
     ``compute_loss`` is overridden. Batches without a signal (e.g. evaluation) get plain CE.
     """
 
-    def __init__(self, *args, distill: DistillConfig, teacher_model=None, **kwargs):
+    def __init__(self, *args, distill: DistillConfig, teacher_model=None, length_buckets: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.distill = distill
+        self.length_buckets = length_buckets
         self.teacher_model = teacher_model
         if teacher_model is not None:
             if teacher_model.config.vocab_size != self.model.config.vocab_size:
@@ -232,6 +295,16 @@ class DistillationTrainer(Seq2SeqTrainer):
         loss = distillation_loss(outputs.logits, inputs["labels"], signal, self.distill.alpha,
                                  self.distill.temperature, hard_loss=ce)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        """:class:`distillation.batching.LengthBucketSampler` when ``length_buckets`` is set
+        (one process); the library's samplers otherwise."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.length_buckets or self.args.world_size > 1 or not hasattr(dataset, "lengths"):
+            return super()._get_train_sampler(train_dataset)
+        from distillation.batching import LengthBucketSampler
+
+        return LengthBucketSampler(dataset.lengths, self.args.train_batch_size, seed=self.args.seed)
 
     def _runs_teacher(self, model) -> bool:
         """Live teacher only while training: evaluation reports the plain CE for every alpha."""
