@@ -54,7 +54,6 @@ def test_cached_ids_equal_fresh_tokenisation(split, tmp_path, tiny_tokenizer, mo
 
 def test_data_tokenizer_and_format_changes_rebuild(split, tmp_path, tiny_tokenizer, monkeypatch):
     from distillation.tokenizer import TokenizerConfig, train_tokenizer
-    from tests.conftest import SAMPLE_TEXTS
 
     cache = tmp_path / "cache"
     calls = _count_tokenising(monkeypatch)
@@ -63,7 +62,8 @@ def test_data_tokenizer_and_format_changes_rebuild(split, tmp_path, tiny_tokeniz
     assert len(calls) == 1
     load_tokenized(split, tiny_tokenizer, InputFormatConfig(max_source_tokens=16), cache_dir=cache)
     assert len(calls) == 2
-    other = train_tokenizer(SAMPLE_TEXTS, TokenizerConfig(vocab_size=300, min_frequency=1))
+    texts = ["def add(a, b):\n    return a + b", "assert x == 3", "x = add(1, 2)"] * 20
+    other = train_tokenizer(texts, TokenizerConfig(vocab_size=300, min_frequency=1))
     load_tokenized(split, other, FMT, cache_dir=cache)
     assert len(calls) == 3
     write_split(split.parent, "train", 10, seed=5)  # same name, other content
