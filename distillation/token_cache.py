@@ -33,9 +33,13 @@ _ARRAYS = ("source_ids", "source_offsets", "label_ids", "label_offsets")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of everything that decides the ids a tokenizer produces."""
-    backend = tokenizer.backend_tokenizer.to_str()
-    return hashlib.sha256(f"{backend}|{len(tokenizer)}".encode()).hexdigest()
+    """Hash of everything that decides the ids a tokenizer produces (not the truncation and
+    padding state a call leaves behind: the budgets are part of the input format)."""
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    backend.pop("truncation", None)
+    backend.pop("padding", None)
+    text = json.dumps(backend, sort_keys=True)
+    return hashlib.sha256(f"{text}|{len(tokenizer)}".encode()).hexdigest()
 
 
 def cache_key(data_path: Path, tokenizer, fmt: InputFormatConfig, limit: int | None) -> str:

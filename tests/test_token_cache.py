@@ -36,6 +36,14 @@ def _count_tokenising(monkeypatch) -> list:
     return calls
 
 
+def test_key_is_stable_after_the_tokenizer_was_used(split, tiny_tokenizer):
+    from distillation.token_cache import cache_key
+
+    before = cache_key(split, tiny_tokenizer, FMT, None)
+    tiny_tokenizer(["assert x == 1"], max_length=5, truncation=True)  # leaves truncation state behind
+    assert cache_key(split, tiny_tokenizer, FMT, None) == before
+
+
 def test_cached_ids_equal_fresh_tokenisation(split, tmp_path, tiny_tokenizer, monkeypatch):
     fresh = encode_examples(load_examples(split), tiny_tokenizer, FMT)
     load_tokenized(split, tiny_tokenizer, FMT, cache_dir=tmp_path / "cache")
