@@ -207,7 +207,7 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--eval-examples", type=int, help="Validation examples evaluated during training (0: all).")
 @click.option("--lr-schedule", type=click.Choice(["linear", "wsd"]),
               help="linear decay, or warmup-stable-decay (extendable with a larger budget).")
-@click.option("--warmup-steps", type=int, help="Warm-up steps (0: 5%% of the steps).")
+@click.option("--warmup-steps", type=int, help="Warm-up steps (0: 5 percent of the steps).")
 @click.option("--decay-ratio", type=float, help="wsd: share of the steps spent decaying at the end.")
 @click.option("--sampler", type=click.Choice(["buckets", "group_by_length", "random"]))
 @click.option("--attention", type=click.Choice(["fused", "library"]),

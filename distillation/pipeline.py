@@ -209,6 +209,8 @@ def run_train(config: TrainConfig) -> TrainResult:
     # Under accelerate/torchrun every process runs this; the single-process stages run on the
     # main process first and the others then find them cached. Training stages use all processes.
     last = STAGES.index(config.stop_after)
+    if config.resume:
+        _check_resumable(config, out)
     with main_process_first():
         tokenizer_dir, tok_hash = _tokenizer_stage(config, out, fingerprint)
     if last < 1:
@@ -224,6 +226,17 @@ def run_train(config: TrainConfig) -> TrainResult:
     with main_process_first():
         bench = _bench_stage(config, student_dir) if last >= 4 else None
     return TrainResult(tokenizer_dir, teacher_dir, logits_dir, student_dir, bench)
+
+
+def _check_resumable(config: TrainConfig, out: Path) -> None:
+    """``--resume`` with no checkpoint of any training stage: stop before any work is done."""
+    dirs = [out / "teacher"] if config.teacher in PRESETS else []
+    if STAGES.index(config.stop_after) >= STAGES.index("student"):
+        dirs.append(out / "students" / config.student_name())
+    if not any(d.glob("checkpoints/checkpoint-*") for d in dirs):
+        where = " or ".join(str(d / "checkpoints") for d in dirs) or str(out)
+        raise ConfigError(f"Nothing to resume: no checkpoint under {where}. Start the run without "
+                          "--resume (or check --out and the stage's settings).")
 
 
 def main_process_first():

@@ -36,6 +36,14 @@ def _count_tokenising(monkeypatch) -> list:
     return calls
 
 
+def test_key_is_stable_after_the_tokenizer_was_used(split, tiny_tokenizer):
+    from distillation.token_cache import cache_key
+
+    before = cache_key(split, tiny_tokenizer, FMT, None)
+    tiny_tokenizer(["assert x == 1"], max_length=5, truncation=True)  # leaves truncation state behind
+    assert cache_key(split, tiny_tokenizer, FMT, None) == before
+
+
 def test_cached_ids_equal_fresh_tokenisation(split, tmp_path, tiny_tokenizer, monkeypatch):
     fresh = encode_examples(load_examples(split), tiny_tokenizer, FMT)
     load_tokenized(split, tiny_tokenizer, FMT, cache_dir=tmp_path / "cache")
@@ -54,7 +62,6 @@ def test_cached_ids_equal_fresh_tokenisation(split, tmp_path, tiny_tokenizer, mo
 
 def test_data_tokenizer_and_format_changes_rebuild(split, tmp_path, tiny_tokenizer, monkeypatch):
     from distillation.tokenizer import TokenizerConfig, train_tokenizer
-    from tests.conftest import SAMPLE_TEXTS
 
     cache = tmp_path / "cache"
     calls = _count_tokenising(monkeypatch)
@@ -63,7 +70,8 @@ def test_data_tokenizer_and_format_changes_rebuild(split, tmp_path, tiny_tokeniz
     assert len(calls) == 1
     load_tokenized(split, tiny_tokenizer, InputFormatConfig(max_source_tokens=16), cache_dir=cache)
     assert len(calls) == 2
-    other = train_tokenizer(SAMPLE_TEXTS, TokenizerConfig(vocab_size=300, min_frequency=1))
+    texts = ["def add(a, b):\n    return a + b", "assert x == 3", "x = add(1, 2)"] * 20
+    other = train_tokenizer(texts, TokenizerConfig(vocab_size=300, min_frequency=1))
     load_tokenized(split, other, FMT, cache_dir=cache)
     assert len(calls) == 3
     write_split(split.parent, "train", 10, seed=5)  # same name, other content
