@@ -189,7 +189,8 @@ def _pair(result: CheckResult) -> list:
 def _wants_check(state: SiteState, text: str) -> bool:
     """A grounded text is checked unless it is already a candidate or restates the test."""
     return not any(c.text == text for c in state.candidates) \
-        and why_redundant(text, state.existing, state.literal_bindings) is None
+        and why_redundant(text, state.existing, state.literal_bindings,
+                                    state.discarded_call) is None
 
 
 def add_grounded(state: SiteState, source: int, text: str, result: list | None) -> None:
@@ -205,7 +206,8 @@ def add_grounded(state: SiteState, source: int, text: str, result: list | None) 
     model = state.candidates[source]
     check = CandidateCheck(text, model.score, model.rank, origin=GROUNDABLE[model.origin],
                            grounded_from=model.text, similarity=model.similarity)
-    redundant = why_redundant(text, state.existing, state.literal_bindings)
+    redundant = why_redundant(text, state.existing, state.literal_bindings,
+                                    state.discarded_call)
     state.candidates.append(check)
     if redundant:
         check.outcome, check.detail = Outcome.REDUNDANT, redundant

@@ -53,6 +53,7 @@ from pytest_kdassert.templates import (
     acted_on_names,
     assigned_names,
     expression_templates,
+    final_call,
     template_candidates,
 )
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
@@ -236,7 +237,8 @@ class SuggestSession:
         for i, (state, _, fresh) in enumerate(wanted):
             site_scores = scores[i] if scores is not None else [None] * len(fresh)
             start = len(state.candidates)
-            self._screen(state, [RawCandidate(text, score, start + j) for j, (text, score)
+            self._screen(state, [RawCandidate(text, score, state.ranks.get(text, start + j))
+                                 for j, (text, score)
                                  in enumerate(zip(fresh, site_scores, strict=True))],
                          origin=origin, similarity=list(fresh.values()))
 
@@ -248,7 +250,7 @@ class SuggestSession:
                                    similarity=similarity[k] if similarity else None)
             normalized, problem = self.verifier.screen(candidate.text)
             redundant = normalized and why_redundant(normalized, state.existing,
-                                                     state.literal_bindings)
+                                                     state.literal_bindings, state.discarded_call)
             if problem is not None:
                 check.outcome, check.detail = problem.outcome, problem.detail
             elif redundant:
@@ -369,13 +371,20 @@ class HelperLookup:
 
 def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
     """Templates over the test's last-assigned variables, then over the state it left
-    without a name: the size of objects it acted on. (The value of a discarded final call,
-    :func:`~.templates.final_call`, waits for candidates to run isolated from each other:
-    calling it again changes what the other candidates see.)"""
+    without a name: the size of objects it acted on, and the value of the call statement just
+    before the site (it comes last: calling it again may change what later candidates see)."""
     acted = acted_on_names(node, state.before_line, state.test_names)
     expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
-    return [*template_candidates(assigned_names(node, state.before_line), unittest_style),
-            *expression_templates(expressions, unittest_style)]
+    state.discarded_call = final_call(node, state.before_line)
+    if state.discarded_call is not None:
+        expressions.append(state.discarded_call)
+    templates = [*template_candidates(assigned_names(node, state.before_line), unittest_style),
+                 *expression_templates(expressions, unittest_style)]
+    if state.discarded_call is not None:
+        # What the test called last and dropped is what it left unchecked: among equals its
+        # check ranks first, though it runs last.
+        state.ranks[templates[-1]] = -1
+    return templates
 
 
 MAX_ACTED_ON = 2

@@ -54,6 +54,10 @@ class SiteState:
     """Name -> literal source, for names whose last binding before the site is a literal."""
     test_names: frozenset[str] = frozenset()
     """The test's parameters and the names it binds before the site."""
+    ranks: dict[str, int] = field(default_factory=dict)
+    """Rank of a proposed text when it is not its place in the list (see ``site_templates``)."""
+    discarded_call: str | None = None
+    """The call statement just before the site whose value the test dropped (normalised)."""
     exemplars: list = field(default_factory=list)
     """The project's most similar other assertions (:class:`~.core.exemplars.Exemplar`)."""
     rerun_failed: bool = False
@@ -116,14 +120,19 @@ def _superseded(state: SiteState, check: CandidateCheck) -> bool:
 
 
 def why_redundant(text: str, existing: frozenset[str],
-                  literal_bindings: dict[str, str]) -> str | None:
+                  literal_bindings: dict[str, str], discarded_call: str | None = None) -> str | None:
     """Why an assertion would check nothing new here, or None.
 
     It is already in the test, or it compares a name with the very literal the test bound it
-    to (``tup = ('a', 1)`` then ``assert tup == ('a', 1)``).
+    to (``tup = ('a', 1)`` then ``assert tup == ('a', 1)``), or it says that the call whose
+    value the test discarded (``discarded_call``, see :func:`~.templates.final_call`)
+    returns None: a procedure, called for its effect.
     """
     if text in existing:
         return "the test already asserts this"
+    if discarded_call is not None and text in (f"assert {discarded_call} is None",
+                                               f"self.assertIsNone({discarded_call})"):
+        return f"{discarded_call} returns None: it is called for its effect"
     pair = _name_and_literal(text)
     if pair is not None and literal_bindings.get(pair[0]) == pair[1]:
         return f"restates the literal the test assigned to {pair[0]}"

@@ -66,5 +66,10 @@ def test_discarded_final_call_and_object_size_become_suggestions(pytester):
     result.assert_outcomes(passed=2)
     chosen = {s["function"]: (s["chosen"], s["chosen_origin"])
               for s in json.loads(report.read_text())["sites"]}
-    assert chosen == {"test_total_of_a_bag": ("assert len(bag) == 2", "observed"),
+    assert chosen == {"test_total_of_a_bag": ("assert bag.total() == 7", "observed"),
                       "test_size_of_a_bag": ("assert len(bag) == 2", "observed")}
+    sites = {s["function"]: s for s in json.loads(report.read_text())["sites"]}
+    put = {c["text"]: c for c in sites["test_size_of_a_bag"]["candidates"]}
+    assert put["assert bag.put(2) is None"]["outcome"] == "redundant"  # a procedure's None
+    # The re-called put() ran in the sandbox: the test's own bag still holds two items.
+    assert "assert len(bag) == 3" not in put
