@@ -217,11 +217,13 @@ def _stable_order(items) -> list:
         return sorted(items, key=repr)
 
 
-def ground(candidate: str, evaluate: Callable[[str], object]) -> Grounded | None:
+def ground(candidate: str, evaluate: Callable[[str], object],
+           why: list[str] | None = None) -> Grounded | None:
     """Rewrite ``candidate`` with the value ``evaluate(expr)`` observed in the test's context.
 
     ``evaluate`` raises when the expression fails; then nothing is grounded. Returns None
-    for candidates without a groundable form, unstable expressions and unfaithful values.
+    for candidates without a groundable form, unstable expressions and unfaithful values;
+    for a value that has no faithful literal, ``why`` (when given) gets the reason.
     """
     site = grounding_site(candidate)
     if site is None or is_unstable_expression(site.expr):
@@ -232,8 +234,22 @@ def ground(candidate: str, evaluate: Callable[[str], object]) -> Grounded | None
         return None
     literal = faithful_literal(value)
     if literal is None:
+        if why is not None:
+            why.append(no_literal_reason(value))
         return None
     return Grounded(render(site, value, literal), site.expr, literal)
+
+
+def no_literal_reason(value) -> str:
+    """Why a value can't be written into a test, in words for the ``-v`` listing."""
+    text = _literal_text(value)
+    if text is None:
+        return f"a {type(value).__name__} has no literal form"
+    if len(text) > MAX_LITERAL_CHARS:
+        return f"its literal is {len(text)} characters (over {MAX_LITERAL_CHARS})"
+    if _ADDRESS_RE.search(text) or _TIMESTAMP_RE.search(text):
+        return "it holds a memory address or a timestamp"
+    return f"{text[:40]} does not read back as the same {type(value).__name__}"
 
 
 def render(site: GroundingSite, value, literal: str) -> str:

@@ -104,10 +104,13 @@ class SiteRunner:
                 return Dirty({"check": _pair(result)})
             out["check"] = _pair(result)
         if self.ground and check.origin in GROUNDABLE:
-            grounded = self.verifier.ground(text, frame_globals, frame_locals)
+            why: list[str] = []
+            grounded = self.verifier.ground(text, frame_globals, frame_locals, why)
             if changed():
                 return Dirty(out)
             out["grounded"] = grounded
+            if why:
+                out["why_not_grounded"] = why[0]
             if grounded is not None and grounded != text and not observing \
                     and _wants_check(state, grounded):
                 if grounded not in checked:
@@ -136,6 +139,9 @@ class SiteRunner:
             return False
         grounded = result["grounded"]
         state.ground_seen.setdefault(index, set()).add(grounded)
+        if result.get("why_not_grounded") and check.outcome == Outcome.FAILED \
+                and "value not filled in" not in check.detail:
+            check.detail = f"{check.detail}; value not filled in: {result['why_not_grounded']}"
         if grounded is None or grounded == check.text:
             return False
         if not observing:

@@ -109,7 +109,8 @@ class Verifier:
             return CheckResult(Outcome.ERROR, f"{type(exc).__name__}: {_describe(exc)}")
         return CheckResult(Outcome.PASSED)
 
-    def ground(self, candidate: str, frame_globals: dict, frame_locals: dict) -> str | None:
+    def ground(self, candidate: str, frame_globals: dict, frame_locals: dict,
+               why: list[str] | None = None) -> str | None:
         """``candidate`` with its expected value observed in the frame, or None.
 
         The observed expression is evaluated against a merged copy of the namespace, as in
@@ -124,7 +125,7 @@ class Verifier:
             return eval(code, namespace)  # noqa: S307 - a part of a screened candidate
 
         try:
-            grounded = ground(candidate, evaluate)
+            grounded = ground(candidate, evaluate, why)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 - pytest.fail, SystemExit inside model text
@@ -132,6 +133,8 @@ class Verifier:
         if grounded is None:
             return None
         if needs_pytest_import(grounded.text) and not _is_pytest(frame_globals.get("pytest")):
+            if why is not None:
+                why.append("its value needs pytest.approx and the module does not import pytest")
             return None
         normalized, problem = self.screen(grounded.text)
         return normalized if problem is None else None

@@ -73,3 +73,21 @@ def test_discarded_final_call_and_object_size_become_suggestions(pytester):
     assert put["assert bag.put(2) is None"]["outcome"] == "redundant"  # a procedure's None
     # The re-called put() ran in the sandbox: the test's own bag still holds two items.
     assert "assert len(bag) == 3" not in put
+
+
+def test_a_failed_check_says_why_its_value_was_not_filled_in(pytester):
+    pytester.makepyfile(
+        conf="class Config(dict):\n    pass\n\n\ndef load():\n    return Config(a=1)\n",
+        test_conf="from conf import load\n\n\ndef test_load():\n    cfg = load()\n"
+                  "    text = 'x' * 300\n")
+    pytester.makeconftest(NO_CANDIDATES)
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_inprocess("--suggest-asserts", "-p", "no:cacheprovider",
+                                          "--kdassert-exemplars=0", f"--kdassert-report={report}")
+    result.assert_outcomes(passed=1)
+    site, = json.loads(report.read_text())["sites"]
+    details = {c["text"]: c["detail"] for c in site["candidates"]}
+    assert details["assert cfg == 0"].endswith(
+        "; value not filled in: a Config has no literal form")
+    assert details["assert text == 0"].endswith(
+        "; value not filled in: its literal is 302 characters (over 240)")
