@@ -17,29 +17,14 @@ from pytest_kdassert.core.atomic import replace_file, unwritable_reason
 from pytest_kdassert.core.errors import UnwritableFileError
 from pytest_kdassert.core.pyfile import decode_python, encode_python
 from pytest_kdassert.rewrite import apply_edits
-
-STUB = '''
-import pytest
-
-CANDIDATES = {candidates!r}
-
-
-class Stub:
-    def suggest(self, requests):
-        return [CANDIDATES.get(r.qualname, []) for r in requests]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_kdassert_suggester(config):
-    return Stub()
-'''
+from tests.stubs import fixed_suggester
 
 BOM = b"\xef\xbb\xbf"
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stub(pytester, candidates):
-    pytester.makeconftest(STUB.format(candidates=candidates))
+    pytester.makeconftest(fixed_suggester(candidates))
 
 
 def _apply(pytester, *args):

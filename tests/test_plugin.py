@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests.stubs import fixed_suggester
+
 pytestmark = pytest.mark.slow
 
 SHOP = '''
@@ -56,21 +58,6 @@ def test_already_asserts():
     assert total([]) == 0
 '''
 
-STUB = '''
-import pytest
-
-CANDIDATES = {candidates!r}
-
-
-class Stub:
-    def suggest(self, requests):
-        return [CANDIDATES.get(r.qualname, []) for r in requests]
-
-
-@pytest.hookimpl(optionalhook=True)  # so the conftest also loads with -p no:kdassert
-def pytest_kdassert_suggester(config):
-    return Stub()
-'''
 
 CANDIDATES = {
     "test_placeholder": ["assert t == 4", "assert t == 3", "assert t >= 0"],
@@ -85,7 +72,7 @@ CANDIDATES = {
 def project(pytester):
     """A small project: focal module, tests of every shape, and the stub suggester."""
     pytester.makepyfile(shop=SHOP, test_shop=TESTS)
-    pytester.makeconftest(STUB.format(candidates=CANDIDATES))
+    pytester.makeconftest(fixed_suggester(CANDIDATES))
     return pytester
 
 
@@ -132,7 +119,7 @@ def test_apply_mode_writes_files_that_parse_and_pass(project):
 
 
 def test_apply_keeps_crlf_line_endings(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_crlf": ["assert t == 2"]}))
+    pytester.makeconftest(fixed_suggester({"test_crlf": ["assert t == 2"]}))
     source = "def test_crlf():\r\n    t = 1 + 1  # two\r\n"
     (pytester.path / "test_crlf.py").write_bytes(source.encode())
     pytester.runpytest_inprocess("--suggest-asserts=apply").assert_outcomes(passed=1)
@@ -155,7 +142,7 @@ def test_review_accepts_and_rejects(project):
 
 
 def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
-    pytester.makeconftest(STUB.format(candidates={
+    pytester.makeconftest(fixed_suggester({
         "test_fails": ["assert x == 1"], "test_ok": ["assert x == 2", "assert x == 1 + 1"]}))
     pytester.makepyfile(test_mixed='''
         def test_fails():
@@ -194,7 +181,7 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
 
 def test_a_failure_after_candidates_ran_mid_test_is_explained(pytester):
     # without isolation the candidate consumes the list the rest of the test checks
-    pytester.makeconftest(STUB.format(candidates={"test_side": ["assert items.pop() == 3"],
+    pytester.makeconftest(fixed_suggester({"test_side": ["assert items.pop() == 3"],
                                                   "test_broken": ["assert x == 1"]}))
     pytester.makepyfile(test_side='''
         def test_side():
@@ -233,7 +220,7 @@ def test_a_path_after_the_flag_is_a_path_not_a_mode(project):
 
 
 def test_no_verify_keeps_the_top_candidate(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_ok": ["assert x == 2"]}))
+    pytester.makeconftest(fixed_suggester({"test_ok": ["assert x == 2"]}))
     pytester.makepyfile(test_nv="def test_ok():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts", "--kdassert-no-verify")
     result.stdout.fnmatch_lines(["+    assert x == 2"])
@@ -312,7 +299,7 @@ def test_real_tiny_model_end_to_end(pytester, tiny_model_dir):
 
 
 def test_interrupted_run_writes_nothing(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}))
+    pytester.makeconftest(fixed_suggester({"test_a": ["assert x == 1"]}))
     pytester.makepyfile(test_int='''
         def test_a():
             x = 0 + 1

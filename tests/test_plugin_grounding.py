@@ -9,6 +9,7 @@ import pytest
 
 from pytest_kdassert.grounding import focal_names
 from pytest_kdassert.verify import Verifier
+from tests.stubs import fixed_suggester
 
 CART = '''
 import random
@@ -123,21 +124,6 @@ def test_avg_no_import():
     a = average([1, 2])
 '''
 
-STUB = '''
-import pytest
-
-CANDIDATES = {candidates!r}
-
-
-class Stub:
-    def suggest(self, requests):
-        return [CANDIDATES.get(r.qualname, []) for r in requests]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_kdassert_suggester(config):
-    return Stub()
-'''
 
 CANDIDATES = {
     "test_total": ["assert total(cart) == 0", "assert result is not None"],
@@ -160,7 +146,7 @@ CANDIDATES = {
 @pytest.fixture
 def project(pytester):
     pytester.makepyfile(cart=CART, test_cart=TESTS, test_noimport=NO_PYTEST)
-    pytester.makeconftest(STUB.format(candidates=CANDIDATES))
+    pytester.makeconftest(fixed_suggester(CANDIDATES))
     return pytester
 
 

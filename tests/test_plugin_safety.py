@@ -14,25 +14,11 @@ import json
 import pytest
 
 from pytest_kdassert import sandbox
+from tests.stubs import fixed_suggester
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sandbox.AVAILABLE, reason="isolation needs os.fork")]
 
-STUB = '''
-import pytest
-
-CANDIDATES = {candidates!r}
-
-
-class Stub:
-    def suggest(self, requests):
-        return [CANDIDATES.get(r.qualname, []) for r in requests]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_kdassert_suggester(config):
-    return Stub()
-'''
 
 EVIL = '''
 import builtins
@@ -93,7 +79,7 @@ def patch_len():
 
 def _run(pytester, candidates: dict, tests: str, *args: str):
     pytester.makepyfile(evil=EVIL, test_hostile=tests)
-    pytester.makeconftest(STUB.format(candidates=candidates))
+    pytester.makeconftest(fixed_suggester(candidates))
     report = pytester.path / "report.json"
     result = pytester.runpytest_inprocess("--suggest-asserts", "-v", "-p", "no:cacheprovider",
                                           f"--kdassert-report={report}", "--kdassert-no-templates",

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from tests.stubs import NO_CANDIDATES
+
 pytestmark = pytest.mark.slow
 
 BAG = '''
@@ -42,19 +44,6 @@ def test_size_of_a_bag():
     assert ...
 '''
 
-NO_CANDIDATES = '''
-import pytest
-
-
-class Stub:
-    def suggest(self, requests):
-        return [[] for _ in requests]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_kdassert_suggester(config):
-    return Stub()
-'''
 
 
 def test_discarded_final_call_and_object_size_become_suggestions(pytester):
