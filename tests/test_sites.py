@@ -77,9 +77,9 @@ def test_rank_key_puts_unscored_templates_after_model_candidates_and_model_text_
 def test_rank_key_lifts_exemplars_by_their_similarity():
     model = _check("assert y == 2", -1.0, 0)
     close = _check("assert x == 1", -2.0, 0, origin=Origin.RECALLED)
-    close.similarity = 0.9  # -2.0 + 2.0 * 0.9 = -0.2: above the model's -1.0
-    far = _check("assert x == 3", -2.0, 1, origin=Origin.EXEMPLAR)
-    far.similarity = 0.1  # -1.8: below it
+    close.similarity = 0.9  # -2.0 + 8.0 * 0.9 = 5.2: above the model's -1.0
+    far = _check("assert x == 3", -8.0, 1, origin=Origin.EXEMPLAR)
+    far.similarity = 0.5  # -4.0: below it
     ranked = sorted([far, model, close], key=lambda c: rank_key(c, set()))
     assert ranked == [close, model, far]
 
