@@ -43,9 +43,11 @@ from pytest_kdassert.project import project_packages
 from pytest_kdassert.sites import (
     SiteState,
     decide,
+    last_binding,
     literal_bindings,
     names_bound_by_test,
     reads_test_names,
+    use_bound_name,
     why_redundant,
 )
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
@@ -143,6 +145,7 @@ class SuggestSession:
         state.existing = frozenset(existing_assertions(statements))
         state.literal_bindings = literal_bindings(statements, state.before_line)
         state.test_names = names_bound_by_test(node, assigned_names(node, state.before_line))
+        state.last_binding = last_binding(statements, state.before_line)
         focal = resolve_focal(node, state.before_line, namespace, self.project)
         if focal is not None:
             state.focal_name, state.focal_source = focal.name, focal.source
@@ -211,6 +214,8 @@ class SuggestSession:
             entry = exemplar.entry
             text = adapt_assertion(entry.assertion, entry.masked_test, state.site.masked_source,
                                    entry.focal_name, state.focal_name)
+            if state.last_binding is not None:
+                text = use_bound_name(text, *state.last_binding)
             if reads_test_names(text, state.test_names):
                 found.setdefault(text, exemplar.score)
         return found

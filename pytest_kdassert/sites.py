@@ -58,6 +58,8 @@ class SiteState:
     """The test's parameters and the names it binds before the site."""
     ranks: dict[str, int] = field(default_factory=dict)
     """Rank of a proposed text when it is not its place in the list (see ``site_templates``)."""
+    last_binding: tuple[str, str] | None = None
+    """(call source, name) when the statement just before the site is ``name = call``."""
     discarded_call: str | None = None
     """The call statement just before the site whose value the test dropped (normalised)."""
     exemplars: list = field(default_factory=list)
@@ -187,6 +189,38 @@ def names_bound_by_test(test_node: ast.FunctionDef | ast.AsyncFunctionDef,
     params = [*args.posonlyargs, *args.args, *args.kwonlyargs,
               *(a for a in (args.vararg, args.kwarg) if a is not None)]
     return frozenset([*(a.arg for a in params), *assigned])
+
+
+def last_binding(statements: list[ast.stmt], before_line: int) -> tuple[str, str] | None:
+    """``(call source, name)`` when the last statement before the site is ``name = <call>``."""
+    before = [s for s in statements if s.lineno < before_line]
+    if not before:
+        return None
+    last = before[-1]
+    if isinstance(last, ast.Assign) and len(last.targets) == 1 \
+            and isinstance(last.targets[0], ast.Name) and isinstance(last.value, ast.Call):
+        return ast.unparse(last.value), last.targets[0].id
+    return None
+
+
+def use_bound_name(text: str, call: str, name: str) -> str:
+    """``text`` with ``call`` replaced by the name the test just bound it to: another test's
+    ``assert cart.count() == 1`` reads ``assert n == 1`` after ``n = cart.count()`` (calling
+    it again would check the same value less plainly)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return text
+    original = ast.unparse(tree)
+
+    class _Swap(ast.NodeTransformer):
+        def visit_Call(self, node):
+            if ast.unparse(node) == call:
+                return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+            return self.generic_visit(node)
+
+    new = ast.unparse(_Swap().visit(tree))
+    return text if new == original else new
 
 
 def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, str]:

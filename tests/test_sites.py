@@ -11,10 +11,12 @@ from pytest_kdassert.sites import (
     SiteState,
     decide,
     drop_unstable,
+    last_binding,
     literal_bindings,
     names_bound_by_test,
     rank_key,
     reads_test_names,
+    use_bound_name,
     why_redundant,
 )
 from pytest_kdassert.verify import CandidateCheck
@@ -82,6 +84,16 @@ def test_rank_key_lifts_exemplars_by_their_similarity():
     far.similarity = 0.5  # -4.0: below it
     ranked = sorted([far, model, close], key=lambda c: rank_key(c, set()))
     assert ranked == [close, model, far]
+
+
+def test_use_bound_name_swaps_the_call_the_test_just_bound():
+    statements = ast.parse("cart = Cart()\nn = cart.count()\n").body
+    binding = last_binding(statements, before_line=3)
+    assert binding == ("cart.count()", "n")
+    assert use_bound_name("assert cart.count() == 1", *binding) == "assert n == 1"
+    assert use_bound_name("assert cart.total() == 1", *binding) == "assert cart.total() == 1"
+    assert last_binding(statements, before_line=2) == ("Cart()", "cart")
+    assert last_binding(ast.parse("x = 1\n").body, before_line=2) is None
 
 
 def test_reads_test_names_ignores_the_unittest_receiver():
