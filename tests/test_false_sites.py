@@ -5,9 +5,8 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from test_plugin import STUB
-
 from pytest_kdassert.discovery import FunctionInfo, body_asserts, find_sites
+from tests.stubs import fixed_suggester
 
 PROJECT = '''
 def parse(text):
@@ -82,7 +81,7 @@ def test_only_tests_that_check_nothing_are_sites(pytester):
     pytester.mkpydir("testing")
     (pytester.path / "testing" / "checks.py").write_text(HELPERS)
     pytester.syspathinsert()
-    pytester.makeconftest(STUB.format(candidates={}))
+    pytester.makeconftest(fixed_suggester({}))
     result = pytester.runpytest_inprocess("--suggest-asserts", "-v")
     result.assert_outcomes(passed=9)
     out = result.stdout.str()

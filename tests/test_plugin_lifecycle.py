@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from test_plugin import STUB
+from tests.stubs import fixed_suggester
 
 COUNTING_STUB = '''
 import pytest
@@ -23,7 +23,7 @@ def pytest_kdassert_suggester(config):
 
 
 def test_apply_writes_without_the_terminal_plugin(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}))
+    pytester.makeconftest(fixed_suggester({"test_a": ["assert x == 1"]}))
     pytester.makepyfile(test_it="def test_a():\n    x = 0 + 1\n")
     result = pytester.runpytest_inprocess("--suggest-asserts=apply", "-p", "no:terminal")
     assert result.ret == 0
@@ -50,7 +50,7 @@ def test_collect_only_loads_no_model(pytester):
 
 
 def test_review_resumes_capture_afterwards(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_a": ["assert x == 1"]}) + '''
+    pytester.makeconftest(fixed_suggester({"test_a": ["assert x == 1"]}) + '''
 
 def pytest_unconfigure(config):
     capman = config.pluginmanager.get_plugin("capturemanager")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_plugin import STUB
+
+from tests.stubs import fixed_suggester
 
 pytestmark = pytest.mark.slow  # pytester runs
 
 
 def test_apply_lists_placeholders_left_and_names_parametrized_sites_once(pytester):
-    pytester.makeconftest(STUB.format(candidates={"test_filled": ["assert n == 2"]}))
+    pytester.makeconftest(fixed_suggester({"test_filled": ["assert n == 2"]}))
     pytester.makepyfile(test_sum='''
         import pytest
 
@@ -36,7 +37,7 @@ def test_apply_lists_placeholders_left_and_names_parametrized_sites_once(pyteste
 
 
 def test_diff_mode_does_not_warn_about_placeholders(pytester):
-    pytester.makeconftest(STUB.format(candidates={}))
+    pytester.makeconftest(fixed_suggester({}))
     pytester.makepyfile(test_sum="def test_left():\n    m = len('ab')\n    assert ...\n")
     result = pytester.runpytest_inprocess("--suggest-asserts")
     assert "placeholder(s) left" not in result.stdout.str()
