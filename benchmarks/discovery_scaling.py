@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from plugin_overhead import timed_run  # benchmarks/ is the script's own directory
 
 FOCAL = '''
 def scale(values, factor):
@@ -70,13 +69,7 @@ def write_suite(root: Path, tests: int) -> None:
 
 
 def timed(root: Path, *args: str) -> float:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    return elapsed
+    return timed_run(root, *args)[0]
 
 
 def run(tests: int, repeats: int, suggest_args: list[str]) -> dict:
