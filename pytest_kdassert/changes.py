@@ -109,7 +109,8 @@ class ChangeSet:
         if (path, key) not in self._edits:
             if path not in self._modules:
                 self._modules[path] = cst.parse_module(self.baselines[path].text)
-            self._edits[path, key] = edit_source(self._modules[path], replacements, appends)
+            self._edits[path, key] = edit_source(self._modules[path], replacements, appends,
+                                                  self.baselines[path].text)
         return self._edits[path, key]
 
     def release(self) -> None:

@@ -6,7 +6,10 @@ remaining candidate once: its check, its grounding and, when grounding wrote a n
 grounded text's check. With isolation (the default on POSIX) all of that happens in one
 forked child per site instance (:func:`~.sandbox.run_forked`) under ``--kdassert-timeout``,
 so nothing a candidate does (``items.pop()``, ``setattr(math, 'pi', 3)``, a hang, an
-``os._exit``) reaches the test, later tests or pytest. Without it, candidates run on a
+``os._exit``) reaches the test, later tests or pytest. A candidate that touches plain data
+only (:func:`~.safety.runs_only_plain_data`: ``assert result == [1, 2]`` on a list of ints)
+runs no code but the interpreter's and needs no child: it runs in the test's process, and a
+site whose candidates are all such forks nothing. Without it, candidates run on a
 copy of the namespace in the test's process. Results are plain JSON either way.
 """
 
@@ -18,7 +21,7 @@ import logging
 from pathlib import Path
 
 from pytest_kdassert.outcomes import GROUNDABLE, Outcome
-from pytest_kdassert.safety import site_refusal
+from pytest_kdassert.safety import runs_only_plain_data, site_refusal
 from pytest_kdassert.sandbox import Dirty, Failure, Reaper, run_forked
 from pytest_kdassert.sites import SiteState, why_redundant
 from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
@@ -61,22 +64,24 @@ class SiteRunner:
         def work(index: int) -> dict:
             return self._work(state, index, frame_globals, frame_locals, observing, checked)
 
-        if self.isolated and not observing and tasks:
-            results = run_forked(tasks, work, self.timeout, reaper=self.reaper)
-        else:
-            results = ((index, _in_process(work, index)) for index in tasks)
+        inline = tasks
+        if self.isolated and not observing:
+            namespace = {**frame_globals, **frame_locals}
+            inline = [i for i in tasks if runs_only_plain_data(self._tree(state.screened[i]),
+                                                                  namespace)]
+        results = {index: _in_process(work, index) for index in inline}
+        forked = [index for index in tasks if index not in results]
+        if forked:
+            results.update(run_forked(forked, work, self.timeout, reaper=self.reaper))
         grounded_now = False
-        for index, result in results:
-            grounded_now |= self._fold(state, index, result, observing)
+        for index in tasks:  # in the candidates' order, wherever each one ran
+            grounded_now |= self._fold(state, index, results[index], observing)
         return grounded_now
 
     def _refuse_unsafe(self, state: SiteState, frame_globals: dict, frame_locals: dict) -> None:
         namespace = {**frame_globals, **frame_locals}
         for index, text in list(state.screened.items()):
-            tree = self._trees.get(text)
-            if tree is None:
-                tree = self._trees[text] = ast.parse(text).body[0]
-            reason = site_refusal(tree, namespace, self.rootdir, self.project)
+            reason = site_refusal(self._tree(text), namespace, self.rootdir, self.project)
             if reason is not None:
                 check = state.candidates[index]
                 check.outcome, check.detail = Outcome.UNSAFE, reason
@@ -121,9 +126,14 @@ class SiteRunner:
                     return Dirty(out)
         return out
 
+    def _tree(self, text: str) -> ast.stmt:
+        tree = self._trees.get(text)
+        if tree is None:
+            tree = self._trees[text] = ast.parse(text).body[0]
+        return tree
+
     def _names(self, text: str) -> list[str]:
-        tree = self._trees.get(text) or ast.parse(text).body[0]
-        return sorted({n.id for n in ast.walk(tree)
+        return sorted({n.id for n in ast.walk(self._tree(text))
                        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)})
 
     def _fold(self, state: SiteState, index: int, result, observing: bool) -> bool:

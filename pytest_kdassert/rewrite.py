@@ -3,7 +3,8 @@
 One pass of :class:`AssertionEditor` makes every change of a file: it swaps an
 ``assert ...`` line for its suggestion (the line's comment and blank lines stay) and adds a
 suggestion after the last statement of a test without assertions. Functions are found by
-qualified name (``TestA.Inner.test_x``) and placeholders by their original line.
+qualified name (``TestA.Inner.test_x``) and placeholders by their original line, which
+:class:`SourceFacts` reads from the text with :mod:`ast`.
 
 A test never gets a statement it already has: an assertion whose normalised text
 (:func:`~pytest_kdassert.core.assertions.normalize_assertion`) equals one of the function's
@@ -13,27 +14,88 @@ statements is left out, so ``--kdassert-all`` run again adds nothing twice.
 from __future__ import annotations
 
 import ast
+import bisect
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pytest_kdassert.core.assertions import normalize_assertion
 
-_EMPTY_MODULE = cst.Module(body=[])
+
+class SourceFacts:
+    """What the editor needs to know of the original text, read with :mod:`ast` (libcst's
+    position metadata, and its code generation per function, cost seconds on a file of
+    thousands of tests; the C parser takes milliseconds).
+
+    * ``placeholders``: the line of every ``assert ...`` (no message), in source order. A
+      libcst visit meets them in the same order, so the n-th one it meets stands on the
+      n-th line.
+    * ``top_level``: the line span of each top-level statement as libcst counts them
+      (``a = 1; b = 2`` is one), so an edit visits only the statements it changes.
+    * :meth:`statements`: the normalised assertions and expression statements of the n-th
+      function of a qualified name (in source order), for "the test already has it".
+    """
+
+    def __init__(self, text: str):
+        tree = ast.parse(text)
+        self.placeholders: list[int] = []
+        self.functions: dict[str, list[ast.AST]] = {}
+        """Function defs by qualified name, each name's in source order (nested ones too)."""
+        self._index(tree, "")
+        self.top_level: list[tuple[int, int]] = []
+        for node in tree.body:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+            if self.top_level and first == self.top_level[-1][1]:  # after a ';'
+                self.top_level[-1] = (self.top_level[-1][0], node.end_lineno)
+            else:
+                self.top_level.append((first, node.end_lineno))
+
+    def _index(self, parent: ast.AST, prefix: str) -> None:
+        for node in ast.iter_child_nodes(parent):  # statements come in source order
+            if isinstance(node, ast.Assert):
+                if _is_placeholder_ast(node):
+                    self.placeholders.append(node.lineno)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions.setdefault(prefix + node.name, []).append(node)
+                self._index(node, f"{prefix}{node.name}.")
+            elif isinstance(node, ast.ClassDef):
+                self._index(node, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.stmt, ast.excepthandler, ast.match_case)):
+                self._index(node, prefix)
+
+    def statements(self, qualname: str, occurrence: int) -> set[str]:
+        nodes = self.functions.get(qualname, ())
+        if occurrence >= len(nodes):
+            return set()
+        return {ast.unparse(node) for stmt in nodes[occurrence].body for node in ast.walk(stmt)
+                if isinstance(node, (ast.Assert, ast.Expr))}
+
+    def lines_to_visit(self, replacements: dict[int, str], appends: dict[str, str]) -> list[int]:
+        """Lines an edit touches: its placeholder's, or its function's ``def`` line."""
+        lines = list(replacements)
+        for qualname in appends:
+            lines += [node.lineno for node in self.functions.get(qualname, ())]
+        return sorted(lines)
+
+
+def _is_placeholder_ast(node: ast.Assert) -> bool:
+    return node.msg is None and isinstance(node.test, ast.Constant) \
+        and node.test.value is Ellipsis
 
 
 class _QualnameTracker(cst.CSTTransformer):
-    """Keeps the dotted name of the class/function being visited in ``self.scope``.
+    """Keeps the dotted name of the class/function being visited in ``self.scope``, and for
+    each enclosing function its statements (:meth:`already_has`). Statement lines are not
+    descended into: they hold no def, and visiting every expression node costs most of a
+    pass."""
 
-    ``self.functions`` holds the enclosing function nodes, for :meth:`already_has`.
-    """
-
-    def __init__(self):
+    def __init__(self, facts: SourceFacts):
         super().__init__()
+        self.facts = facts
         self.scope: list[str] = []
         self.functions: list[list] = []
-        """[original FunctionDef, its normalised statements (computed when first asked)]."""
+        """[qualified name, occurrence, its normalised statements (computed when asked)]."""
+        self._occurrences: dict[str, int] = {}
         self.duplicates = 0
         """Edits left out because the function already had the statement."""
 
@@ -47,7 +109,10 @@ class _QualnameTracker(cst.CSTTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.scope.append(node.name.value)
-        self.functions.append([node, None])
+        qualname = ".".join(self.scope)
+        occurrence = self._occurrences.get(qualname, 0)
+        self._occurrences[qualname] = occurrence + 1
+        self.functions.append([qualname, occurrence, None])
         return True
 
     def _leave_function(self) -> str:
@@ -60,13 +125,13 @@ class _QualnameTracker(cst.CSTTransformer):
         """Whether the innermost function has a statement equal to ``text`` once normalised;
         if not, ``text`` counts as present from now on (two edits never add it twice)."""
         entry = self.functions[-1]
-        if entry[1] is None:
-            entry[1] = statement_texts(entry[0])
+        if entry[2] is None:
+            entry[2] = self.facts.statements(entry[0], entry[1])
         normalized = normalize_assertion(text)
-        if normalized is not None and normalized in entry[1]:
+        if normalized is not None and normalized in entry[2]:
             self.duplicates += 1
             return True
-        entry[1].add(normalized)
+        entry[2].add(normalized)
         return False
 
 
@@ -74,23 +139,45 @@ class AssertionEditor(_QualnameTracker):
     """Replace the ``assert ...`` statement at given lines, and append an assertion after
     the last statement of given test functions, in one pass over the module."""
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, replacements: dict[int, str], appends: dict[str, str]):
-        super().__init__()
+    def __init__(self, replacements: dict[int, str], appends: dict[str, str],
+                 facts: SourceFacts):
+        super().__init__(facts)
         self.replacements = dict(replacements)
         """Original 1-based line of the placeholder -> assertion text."""
         self.appends = dict(appends)
         """Qualified function name -> assertion text."""
         self.applied = 0
         self._statements = _parse_statements([*self.replacements.values(), *self.appends.values()])
+        self._met = 0
+        """Placeholders met so far (set at each top-level statement visited)."""
+        self._line_of: dict[int, int] = {}
+        """id() of a placeholder statement line met -> its original line."""
+
+    def start_at(self, placeholders_before: int) -> None:
+        """The next statement visited is a top-level one after that many placeholders."""
+        self._met = placeholders_before
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        self._count_placeholders(node.body, node if _is_placeholder_line(node) else None)
+        return False
+
+    def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> bool:
+        self._count_placeholders(node.body, None)  # ``if x: assert ...`` is not replaced
+        return False
+
+    def _count_placeholders(self, body, line: cst.SimpleStatementLine | None) -> None:
+        for statement in body:
+            if isinstance(statement, cst.Assert) and _is_placeholder(statement):
+                if line is not None:
+                    self._line_of[id(line)] = self.facts.placeholders[self._met]
+                self._met += 1
 
     def leave_SimpleStatementLine(self, original_node, updated_node):
-        if not self.replacements or not self.functions:
+        line = self._line_of.get(id(original_node))
+        if line is None or not self.functions:
             return updated_node
-        line = self.get_metadata(PositionProvider, original_node).start.line
         text = self.replacements.get(line)
-        if text is None or not _is_placeholder_line(original_node) or self.already_has(text):
+        if text is None or self.already_has(text):
             return updated_node
         self.applied += 1
         return updated_node.with_changes(body=self._statements[text].body)
@@ -117,21 +204,13 @@ def _parse_statements(texts: list[str]) -> dict[str, cst.BaseStatement]:
     return dict(zip(distinct, module.body, strict=True))
 
 
-def statement_texts(function: cst.FunctionDef) -> set[str]:
-    """Normalised text (``ast.unparse``) of the assertions and expression statements
-    (``self.assertEqual(...)``) anywhere in a function's body."""
-    tree = ast.parse(_EMPTY_MODULE.code_for_node(function.with_changes(decorators=())).strip())
-    return {ast.unparse(node) for node in ast.walk(tree.body[0])
-            if isinstance(node, (ast.Assert, ast.Expr))}
-
-
 def _is_placeholder_line(node: cst.SimpleStatementLine) -> bool:
-    return (
-        len(node.body) == 1
-        and isinstance(node.body[0], cst.Assert)
-        and isinstance(node.body[0].test, cst.Ellipsis)
-        and node.body[0].msg is None
-    )
+    return len(node.body) == 1 and isinstance(node.body[0], cst.Assert) \
+        and _is_placeholder(node.body[0])
+
+
+def _is_placeholder(node: cst.Assert) -> bool:
+    return isinstance(node.test, cst.Ellipsis) and node.msg is None
 
 
 @dataclass(frozen=True)
@@ -145,20 +224,38 @@ class EditResult:
 
 
 def edit_source(source: str | cst.Module, replacements: dict[int, str],
-                appends: dict[str, str]) -> EditResult:
+                appends: dict[str, str], text: str | None = None) -> EditResult:
     """Apply placeholder replacements (by line) and appends (by qualified name).
 
     ``source`` is text, or a module parsed by ``libcst.parse_module`` (which a caller
-    rendering one file several times parses once: modules are immutable). Raises
-    ``libcst.ParserSyntaxError`` when the text does not parse.
+    rendering one file several times parses once: modules are immutable) together with its
+    ``text``. Raises ``libcst.ParserSyntaxError`` when the text does not parse.
     """
-    module = cst.parse_module(source) if isinstance(source, str) else source
+    if isinstance(source, str):
+        module, text = cst.parse_module(source), source
+    else:
+        module, text = source, source.code if text is None else text
     if not replacements and not appends:
         return EditResult(module.code, 0, 0)
-    editor = AssertionEditor(replacements, appends)
-    # No copy: libcst nodes are immutable, the visit builds a new module.
-    module = MetadataWrapper(module, unsafe_skip_copy=True).visit(editor)
-    return EditResult(module.code, editor.applied, editor.duplicates)
+    facts = SourceFacts(text)
+    editor = AssertionEditor(replacements, appends, facts)
+    return EditResult(_visit_touched(module, editor, facts).code, editor.applied,
+                      editor.duplicates)
+
+
+def _visit_touched(module: cst.Module, editor: AssertionEditor, facts: SourceFacts) -> cst.Module:
+    """The module after the editor visited the top-level statements that hold an edit; the
+    others stay as they are (most of a big file, when a few tests get assertions)."""
+    if len(facts.top_level) != len(module.body):  # never seen; visit everything to be safe
+        return module.visit(editor)
+    touched = facts.lines_to_visit(editor.replacements, editor.appends)
+    body = list(module.body)
+    for index, (first, last) in enumerate(facts.top_level):
+        start = bisect.bisect_left(touched, first)
+        if start < len(touched) and touched[start] <= last:
+            editor.start_at(bisect.bisect_left(facts.placeholders, first))
+            body[index] = body[index].visit(editor)
+    return module.with_changes(body=body)
 
 
 def apply_edits(source: str, replacements: dict[int, str], appends: dict[str, str]) -> tuple[str, int]:

@@ -263,3 +263,85 @@ def is_project_code(value, rootdir: Path | None, project: frozenset[str] = froze
     if not source:
         return False
     return rootdir is None or Path(source).resolve().is_relative_to(Path(rootdir).resolve())
+
+
+# -- in the test's process --------------------------------------------------------------------
+PLAIN_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+PLAIN_CONTAINERS = frozenset({tuple, list, set, frozenset, dict})
+MAX_PLAIN_ITEMS = 10_000
+"""Values with more items (counted through nesting) are not plain data: comparing or sorting
+them could take long, and in-process nothing stops it."""
+
+PLAIN_CALLS = frozenset({
+    "len", "sorted", "min", "max", "sum", "abs", "round", "any", "all", "repr", "isinstance",
+    "bool", "int", "float", "str", "list", "tuple", "set", "frozenset", "dict", "type",
+})
+"""Builtins whose call on plain data runs only the interpreter's own code."""
+
+_PLAIN_CALLABLES = {id(vars(builtins)[name]) for name in PLAIN_CALLS}
+_PLAIN_NODES = (
+    ast.Assert, ast.Name, ast.Constant, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp,
+    ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Call, ast.keyword,
+    ast.Load, ast.boolop, ast.unaryop, ast.cmpop, ast.Add, ast.Sub, ast.Div, ast.FloorDiv,
+)
+"""No attribute (a method or property is code), no ``*``, ``%``, ``**`` (``s * n`` can
+allocate gigabytes), no comprehension, f-string or starred argument."""
+
+
+def runs_only_plain_data(stmt: ast.stmt, namespace: dict) -> bool:
+    """Whether ``stmt`` touches nothing but plain data (None, numbers, strings, bytes and
+    builtin containers of them, exact types, at most :data:`MAX_PLAIN_ITEMS` items) through
+    the interpreter's own operations and :data:`PLAIN_CALLS`.
+
+    Such a candidate runs no code of the test, the project or any library: no ``__eq__``,
+    property or ``__len__`` of theirs, no I/O, and it can't change a value. It is safe to
+    evaluate in the test's process, which spares the site a forked child. Anything else,
+    and every name not bound, says False.
+    """
+    for node in ast.walk(stmt):
+        if not isinstance(node, _PLAIN_NODES):
+            return False
+        if isinstance(node, ast.Call) and not _plain_call(node, namespace):
+            return False
+        if isinstance(node, ast.Name) and not _plain_name(node.id, namespace):
+            return False
+    return True
+
+
+def _plain_call(call: ast.Call, namespace: dict) -> bool:
+    func = call.func
+    return isinstance(func, ast.Name) and id(_lookup(func.id, namespace)) in _PLAIN_CALLABLES
+
+
+def _plain_name(name: str, namespace: dict) -> bool:
+    value = _lookup(name, namespace)
+    if value is _MISSING:
+        return False
+    if id(value) in _PLAIN_CALLABLES:
+        return True  # a function or type of PLAIN_CALLS, called or passed (isinstance)
+    return is_plain_data(value)
+
+
+def _lookup(name: str, namespace: dict):
+    value = namespace.get(name, _MISSING)
+    return vars(builtins).get(name, _MISSING) if value is _MISSING else value
+
+
+def is_plain_data(value, limit: int = MAX_PLAIN_ITEMS) -> bool:
+    """None, numbers, str, bytes, and tuples, lists, sets and dicts of them (exact types:
+    a subclass can override ``__eq__``), with at most ``limit`` items in all."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in PLAIN_SCALARS:
+            continue
+        if kind not in PLAIN_CONTAINERS:
+            return False
+        seen += len(item)
+        if seen > limit:
+            return False
+        stack.extend(item.keys() if kind is dict else item)
+        if kind is dict:
+            stack.extend(item.values())
+    return True

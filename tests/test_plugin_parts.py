@@ -57,6 +57,42 @@ def test_replace_ignores_lines_that_are_not_placeholders():
     assert apply_edits(before, {2: "assert y"}, {}) == (before, 0)
 
 
+def test_placeholders_are_matched_by_line_among_untouched_statements():
+    # Statements without edits are not visited; the placeholders in them (an inline one, one
+    # in an ``if`` suite, one after a ';') still count, so the right line gets the edit.
+    before = _src("""
+        import pytest; x = 1
+        if x: assert ...
+
+        @pytest.mark.skip
+        def test_a():
+            a = 1; assert ...
+            assert ...
+
+        class TestB:
+            def test_b(self):
+                b = 2
+                assert ...  # here
+
+        def test_c():
+            c = 3
+            assert ...
+    """)
+    after, count = apply_edits(before, {12: "assert b == 2", 16: "assert c == 3"},
+                               {"test_a": "assert a == 1"})
+    assert count == 3
+    assert after == before.replace("assert ...  # here", "assert b == 2  # here") \
+        .replace("    c = 3\n    assert ...", "    c = 3\n    assert c == 3") \
+        .replace("    assert ...\n\nclass", "    assert ...\n    assert a == 1\n\nclass")
+
+
+def test_an_append_to_a_redefined_test_goes_where_it_always_went():
+    before = "def test_a():\n    x = 1\n\n\ndef test_a():\n    y = 2\n"
+    after, count = apply_edits(before, {}, {"test_a": "assert y == 2"})
+    assert (after, count) == (before.replace("x = 1\n", "x = 1\n    assert y == 2\n")
+                              .replace("y = 2\n", "y = 2\n    assert y == 2\n"), 2)
+
+
 def test_one_line_body_is_left_alone():
     before = "def test_a(): f()\n"
     assert apply_edits(before, {}, {"test_a": "assert f()"}) == (before, 0)

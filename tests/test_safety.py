@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from pytest_kdassert import sandbox
-from pytest_kdassert.safety import is_project_code, site_refusal, static_refusal
+from pytest_kdassert.safety import (
+    is_plain_data,
+    is_project_code,
+    runs_only_plain_data,
+    site_refusal,
+    static_refusal,
+)
 from pytest_kdassert.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,3 +225,45 @@ def test_forking_beside_a_thread_warns_nothing():
         stop.set()
         thread.join()
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+
+
+# -- plain data: evaluated in the test's process ----------------------------------------------
+class _LoudStr(str):
+    def __eq__(self, other):  # what a forked child exists for
+        raise RuntimeError("ran the test's code")
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize(("text", "plain"), [
+    ("assert result == [1, 2]", True),
+    ("assert len(result) == 3 and result[0] >= 1", True),
+    ("assert sorted(d) == ['a'] and isinstance(n, int)", True),
+    ("assert d['a'][1:] == (2,)", True),
+    ("assert len(d) + 1 == 2", True),
+    ("assert result.count(1) == 1", False),  # a method: attribute access is code
+    ("assert s * n == ''", False),  # multiplication can allocate gigabytes
+    ("assert obj == 1", False),  # any object's __eq__ is its own code
+    ("assert loud == 'x'", False),  # a str subclass may override __eq__
+    ("assert [loud] == ['x']", False),
+    ("assert missing == 1", False),  # unbound: the child reports the NameError
+    ("assert len(big) == 20000", False),  # too big to compare without a time limit
+    ("assert len == 1", True),  # the builtin, as a value
+    ("assert [x for x in result] == []", False),
+])
+def test_runs_only_plain_data(text, plain):
+    namespace = {"result": [1, 2, 3], "d": {"a": (1, 2)}, "n": 5, "s": "x",
+                 "obj": object(), "loud": _LoudStr("x"), "big": list(range(20_000))}
+    assert runs_only_plain_data(ast.parse(text).body[0], namespace) is plain
+
+
+def test_a_shadowed_builtin_is_not_plain():
+    def len(value):  # noqa: A001 - the test's own len
+        return 0
+    assert not runs_only_plain_data(ast.parse("assert len([]) == 0").body[0], {"len": len})
+
+
+def test_plain_data_counts_nested_items():
+    assert is_plain_data({"k": [1, (2.0, None, b"x")], 3: frozenset({"a"})})
+    assert not is_plain_data([[0] * 6_000, [0] * 6_000])
+    assert not is_plain_data([1, 2, _LoudStr("x")])
