@@ -93,20 +93,33 @@ def _device(name: str) -> str:
 
 def extract_logits(config: LogitsConfig) -> Path:
     """Write the shard(s) this process owns; ``manifest.json`` once every shard exists."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_seq2seq(config.teacher, device=_device(config.device))
     fmt = load_format_config(config.teacher)
     examples = load_examples(config.data, limit=config.limit)
+
+    def items(start: int, stop: int, index: int) -> list[dict]:
+        return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}")
+
+    return write_logit_store(model, tokenizer, fmt, len(examples), items, config)
+
+
+def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: LogitsConfig) -> Path:
+    """Fill the store ``config.out_dir`` from ``model`` (in eval mode, on its device).
+
+    ``items(start, stop, shard_index)`` returns the tokenised examples [start, stop) as
+    ``{"input_ids", "labels"}`` dicts: tokenised here from ``config.data``
+    (:func:`extract_logits`), or read from a pre-tokenised pack (:mod:`distillation.gpu_route`).
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     meta = _store_meta(config, model, fmt)
     codec = make_codec(meta)
     collator = Seq2SeqCollator(tokenizer, pad_to_multiple_of=None)
     indices = range(config.num_shards) if config.shard_index is None else [config.shard_index]
     for index in indices:
-        start, stop = shard_range(len(examples), index, config.num_shards)
-        items = encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}")
+        start, stop = shard_range(num_examples, index, config.num_shards)
         name = shard_name(index, config.num_shards)
-        entry = _write_shard(model, collator, codec, items, out, name, config)
+        entry = _write_shard(model, collator, codec, items(start, stop, index), out, name, config)
         write_part(out, name, {**entry, "start": start, "count": stop - start, "meta_sha256": meta["sha256"]})
     if try_finalize(out, meta, config.num_shards):
         logger.info("logit store complete: %s (%d bytes per target token)", out, codec.row_bytes)
