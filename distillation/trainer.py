@@ -75,6 +75,9 @@ class OptimConfig:
     """Evaluate and checkpoint every N steps."""
     save_total_limit: int = 2
     logging_steps: int = 50
+    progress_bar: bool = True
+    """The Trainer's progress bar (where the library shows one); False: one printed line per
+    logging step, for runs whose output is a log."""
 
     def __post_init__(self):
         if self.max_steps <= 0 and self.epochs <= 0:
@@ -247,7 +250,7 @@ def training_args(optim: OptimConfig, output_dir: Path, has_eval: bool) -> Seq2S
         remove_unused_columns=False,  # the collator needs each item's index into the logit store
         dataloader_num_workers=0,
         report_to="none",
-        disable_tqdm=None,
+        disable_tqdm=None if optim.progress_bar else True,
     )
 
 
