@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class _work_dir:  # noqa: N801 - a context manager
 
 
 def _stages(config: RouteConfig, clock: Clock, out: Path, work: Path) -> dict:
+    from distillation.route_output import BENCH_FILE
     from distillation.route_stages import RouteData, bench_stage, logits_stage, train_stage
 
     data = RouteData.load(config)
@@ -179,9 +181,11 @@ def _stages(config: RouteConfig, clock: Clock, out: Path, work: Path) -> dict:
     student_seconds = clock.left() - plan["bench"]
     student = train_stage(config, data, work, "student", student_seconds, summary, teacher, logits)
     _finish_student(student, out, summary)
-    bench_stage(config, data, work, out, teacher, summary)
+    report = bench_stage(config, data, work, out, teacher, summary)
     summary["seconds"] = clock.elapsed()
     _log_summary(summary)
+    write_text_atomic(out / BENCH_FILE, json.dumps({**report, "gpu_route": summary}, indent=2,
+                                                   default=str) + "\n")
     return summary
 
 

@@ -155,12 +155,11 @@ def logits_stage(config, data: RouteData, work: Path, teacher: Path, summary: di
     return directory
 
 
-def bench_stage(config, data: RouteData, work: Path, out: Path, teacher: Path, summary: dict) -> Path:
+def bench_stage(config, data: RouteData, work: Path, out: Path, teacher: Path, summary: dict) -> dict:
     """``kdassert bench`` of the teacher and of the student in ``out`` (as it comes back) on the
-    pack's test sample; writes bench.json (with the route's summary) and loss.png into ``out``."""
+    pack's test sample; returns the report and draws loss.png into ``out``."""
     from distillation.bench import BenchConfig, run_bench
-    from distillation.route_output import BENCH_FILE, STUDENT_DIR
-    from pytest_kdassert.core.atomic import write_text_atomic
+    from distillation.route_output import STUDENT_DIR
 
     start = time.perf_counter()
     bench = BenchConfig(data=str(data.pack.bench_path), models=(f"student={out / STUDENT_DIR}",),
@@ -174,9 +173,7 @@ def bench_stage(config, data: RouteData, work: Path, out: Path, teacher: Path, s
         logger.info("bench %s: exact %.4f, lenient %.4f", row["name"], row["metrics"]["exact_match"],
                     row["metrics"]["lenient_match"])
     _plot(work, out)
-    report["gpu_route"] = summary
-    write_text_atomic(out / BENCH_FILE, json.dumps(report, indent=2, default=str) + "\n")
-    return out / BENCH_FILE
+    return report
 
 
 def _plot(work: Path, out: Path) -> None:
