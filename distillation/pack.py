@@ -7,7 +7,8 @@ not the time to tokenise it. A pack holds what training needs and nothing else::
     tokenizer/           the tokenizer the ids were made with (tokenizer.json, tokenizer_config.json)
     train.npz.xz         token ids of train.jsonl (uint16) and each example's lengths, lzma'd
     valid.npz.xz         the same for valid.jsonl
-    bench.jsonl          whole projects of test.jsonl (mining schema), for ``kdassert bench``
+    bench.jsonl          test examples evenly spaced over test.jsonl, for ``kdassert bench``
+    bench-pool.jsonl.xz  all of test.jsonl: where the benchmark retrieves their exemplars
 
 Token ids come from :func:`distillation.token_cache.load_tokenized`, so they are exactly what
 ``kdassert train`` feeds the model (format v2: with the in-project exemplars of each split).
@@ -40,6 +41,7 @@ PACK_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "valid")
 BENCH_FILE = "bench.jsonl"
+POOL_FILE = "bench-pool.jsonl.xz"
 TOKENIZER_DIR = "tokenizer"
 _ARRAYS = ("source_ids", "source_lengths", "label_ids", "label_lengths")
 
@@ -61,7 +63,8 @@ class PackConfig:
     exemplars: int = 3
     """In-project exemplars per input: 0 = input format v1, k >= 1 = v2 with k exemplars."""
     bench_examples: int = 500
-    """Test examples in bench.jsonl: whole projects, as many as fit."""
+    """Test examples in bench.jsonl, evenly spaced over test.jsonl (so every project has its
+    share); the benchmark retrieves their exemplars from the whole split, as it would locally."""
     limit: int | None = None
     """Use only the first N examples of each split (tests, quick looks)."""
     cache_dir: str | None = None
@@ -150,25 +153,28 @@ def _pack_split(config: PackConfig, tokenizer, name: str, staging: Path) -> dict
 
 
 def _pack_bench(config: PackConfig, staging: Path) -> dict:
-    examples = load_examples(Path(config.data_dir) / "test.jsonl", limit=config.limit)
-    picked = whole_projects(examples, config.bench_examples)
+    test = Path(config.data_dir) / "test.jsonl"
+    examples = load_examples(test, limit=config.limit)
+    picked = evenly_spaced(examples, config.bench_examples)
     write_examples(staging / BENCH_FILE, picked)
-    return {"file": BENCH_FILE, "examples": len(picked),
-            "projects": len({e.project for e in picked}), "source": "test.jsonl"}
+    pool = io.BytesIO()
+    write_examples_to(pool, examples)
+    (staging / POOL_FILE).write_bytes(lzma.compress(pool.getvalue(), preset=config.preset))
+    return {"file": BENCH_FILE, "examples": len(picked), "pool": POOL_FILE,
+            "pool_examples": len(examples), "projects": len({e.project for e in picked}),
+            "source": "test.jsonl"}
 
 
-def whole_projects(examples: Sequence[Example], limit: int) -> list[Example]:
-    """At most ``limit`` examples made of whole projects, in file order, so in-project
-    exemplars are retrieved from the same tests as in the full split. Projects larger than
-    ``limit`` are skipped; when every project is, the first ``limit`` examples are taken."""
-    by_project: dict[str, list[Example]] = {}
+def evenly_spaced(examples: Sequence[Example], count: int) -> list[Example]:
+    """``count`` examples spread evenly over ``examples`` (all of them when there are fewer)."""
+    if count >= len(examples):
+        return list(examples)
+    return [examples[i] for i in np.linspace(0, len(examples) - 1, count).round().astype(int)]
+
+
+def write_examples_to(handle: io.BytesIO, examples: Sequence[Example]) -> None:
     for example in examples:
-        by_project.setdefault(example.project, []).append(example)
-    picked: list[Example] = []
-    for group in by_project.values():
-        if len(picked) + len(group) <= limit:
-            picked.extend(group)
-    return picked or list(examples[:limit])
+        handle.write((json.dumps(asdict(example), ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def _file_table(directory: Path) -> dict:
@@ -191,6 +197,12 @@ class Pack:
     @property
     def bench_path(self) -> Path:
         return self.directory / self.manifest["bench"]["file"]
+
+    def bench_pool(self, directory: Path) -> Path:
+        """The whole test split (the benchmark's exemplar pool), unpacked into ``directory``."""
+        path = Path(directory) / "bench-pool.jsonl"
+        path.write_bytes(lzma.decompress((self.directory / self.manifest["bench"]["pool"]).read_bytes()))
+        return path
 
     def tokenizer(self):
         from transformers import AutoTokenizer

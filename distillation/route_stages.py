@@ -157,7 +157,8 @@ def logits_stage(config, data: RouteData, work: Path, teacher: Path, summary: di
 
 def bench_stage(config, data: RouteData, work: Path, out: Path, teacher: Path, summary: dict) -> dict:
     """``kdassert bench`` of the teacher and of the student in ``out`` (as it comes back) on the
-    pack's test sample; returns the report and draws loss.png into ``out``."""
+    pack's test sample, with the in-project retrieval baselines (``--in-project``, exemplars
+    from the whole test split); returns the report and draws loss.png into ``out``."""
     from distillation.bench import BenchConfig, run_bench
     from distillation.route_output import STUDENT_DIR
 
@@ -166,7 +167,7 @@ def bench_stage(config, data: RouteData, work: Path, out: Path, teacher: Path, s
                         teacher=str(teacher), out=str(work / "bench" / "bench.json"),
                         limit=config.bench_examples, beams=config.beams,
                         batch_size=config.bench_batch_size, latency_examples=config.latency_examples,
-                        memory=False)
+                        memory=False, in_project=True, exemplar_pool=str(data.pack.bench_pool(work)))
     report = run_bench(bench)
     summary["stages"]["bench"] = {"seconds": time.perf_counter() - start, "examples": report["examples"]}
     for row in report["rows"]:

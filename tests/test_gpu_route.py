@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from distillation.cli import main
-from distillation.pack import PackConfig, build_pack, open_pack, whole_projects
+from distillation.pack import PackConfig, build_pack, evenly_spaced, open_pack
 from distillation.route_output import MAX_FILES, check_out_dir
 from distillation.time_budget import TimeBudget
 from distillation.trainer import OptimConfig
@@ -74,17 +74,12 @@ def test_pack_holds_the_ids_training_would_see(pack_dir, tmp_path):
     assert len(bench) == pack.manifest["bench"]["examples"] == 4
 
 
-def test_whole_projects_keeps_projects_together():
-    examples = make_examples(6)
-    picked = whole_projects([*examples[:2], *[_in_project(e, "q") for e in examples[2:]]], 3)
-    assert [e.project for e in picked] == ["p", "p"]  # q (4 examples) does not fit
-    assert len(whole_projects(examples, 3)) == 3  # one project larger than the limit: a prefix
-
-
-def _in_project(example, project):
-    from dataclasses import replace
-
-    return replace(example, project=project)
+def test_bench_sample_spreads_over_the_split_and_its_pool_is_the_split(pack_dir, tmp_path):
+    assert [e.id for e in evenly_spaced(make_examples(9), 3)] == [
+        e.id for e in make_examples(9)[::4]]
+    pack = open_pack(pack_dir)
+    pool = pack.bench_pool(tmp_path)
+    assert pool.read_text() == (pack_dir.parent / "data" / "test.jsonl").read_text()
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -182,8 +177,9 @@ def test_toy_route_brings_back_a_loadable_student_and_a_bench(pack_dir, tmp_path
     candidates = generate_candidates(model, tokenizer, [text], GenerationConfig(num_beams=2))
     assert candidates[0] and candidates[0][0].text.strip()
     report = json.loads((out / "bench.json").read_text())
-    assert [row["name"] for row in report["rows"]] == ["teacher", "student"]
-    for row in report["rows"]:
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["teacher", "student", "in-project retrieval", "in-project retrieval, adapted"]
+    for row in report["rows"][:2]:
         assert 0.0 <= row["metrics"]["exact_match"] <= row["metrics"]["lenient_match"] <= 1.0
         assert row["speed"]["cpu_latency_1thread"]["p50_ms"] > 0
     stages = report["gpu_route"]["stages"]
