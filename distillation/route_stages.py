@@ -91,7 +91,7 @@ def _time_steps(data: RouteData, config, preset: str, batch_size: int, steps: in
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    record = {"batch": list(batch["input_ids"].shape), "loss": float(loss),
+    record = {"batch": list(batch["input_ids"].shape), "loss": float(loss.detach()),
               "seconds_per_step": sum(times[1:]) / max(len(times) - 1, 1), "first_step": times[0],
               "peak_gpu_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
     logger.info("dry run, %s: %s", preset, json.dumps(record))

@@ -221,3 +221,46 @@ def test_a_non_empty_out_dir_is_refused(pack_dir, tmp_path):
     result = CliRunner().invoke(main, ["gpu-route", "--pack", str(pack_dir), "--out",
                                        str(tmp_path / "out"), "--scale", "toy"])
     assert result.exit_code == 1 and "not empty" in result.output
+
+
+def _check_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_route_check", ROOT / "benchmarks" / "gpu_route_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_size_check_counts_tree_and_carry(tmp_path, monkeypatch):
+    check = _check_script()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/data/\n")
+    (tmp_path / "code.py").write_bytes(b"x" * 100)
+    (tmp_path / "data" / "gpu-pack").mkdir(parents=True)
+    (tmp_path / "data" / "gpu-pack" / "ids.xz").write_bytes(b"y" * 1000)
+    (tmp_path / "data" / "big.jsonl").write_bytes(b"z" * 5000)  # ignored and not carried
+    report, problems = check.check(tmp_path, ("data/gpu-pack",))
+    assert (report["tree_bytes"], report["carry_bytes"]) == (100 + len("/data/\n"), 1000)
+    assert problems == []
+    monkeypatch.setattr(check, "LIMIT_BYTES", 1000)
+    assert any("over 1000" in p for p in check.check(tmp_path, ("data/gpu-pack",))[1])
+    assert any("kdassert pack" in p for p in check.check(tmp_path, ("data/missing",))[1])
+    assert len(check.COMMAND) <= check.COMMAND_LIMIT
+
+
+@pytest.mark.slow
+def test_launcher_script_runs_the_route(pack_dir, tmp_path):
+    """benchmarks/gpu_route.sh is the device command: here, a dry run on the toy pack."""
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_route.sh"), "--pack", str(pack_dir),
+                           "--scale", "toy", "--dry-run"], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "device cpu" in done.stdout and "(dry run)" in done.stdout
+    assert (out / "route.log").is_file()
