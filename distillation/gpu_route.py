@@ -170,12 +170,14 @@ def _stages(config: RouteConfig, clock: Clock, out: Path, work: Path) -> dict:
     summary = {"config": asdict(config), "device": device_summary(), "stages": {},
                "pack": {k: data.pack.manifest[k] for k in ("input_format", "splits", "bench")}}
     summary["models"] = data.check_models(config)
-    if config.dry_run:
-        summary["stages"]["dry_run"] = data.dry_run(config)
-        _log_summary(summary)
-        return summary
     plan = _plan(config, clock.left())
     summary["plan_seconds"] = plan
+    if config.dry_run:
+        summary["stages"]["dry_run"] = steps = data.dry_run(config)
+        for role in ("teacher", "student"):  # the longest batch's step: a floor on the count
+            steps[role]["steps_in_plan_at_least"] = int(plan[role] / steps[role]["seconds_per_step"])
+        _log_summary(summary)
+        return summary
     teacher = train_stage(config, data, work, "teacher", plan["teacher"], summary)
     logits = logits_stage(config, data, work, teacher, summary)
     student_seconds = clock.left() - plan["bench"]
