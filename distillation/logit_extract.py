@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str
     offsets = np.concatenate([[0], np.cumsum([len(item["labels"]) for item in items])])
     writer = ShardWriter(out, name, offsets, codec.row_bytes)
     window = config.batch_size * 16  # sort by length inside a window, write in order
+    start = time.perf_counter()
     with tqdm(total=len(items), desc=f"teacher logits {name}", unit="ex", disable=None) as bar:
         for w_start in range(0, len(items), window):
             chunk = items[w_start : w_start + window]
@@ -156,8 +158,17 @@ def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str
             for example_rows in rows:
                 writer.write(example_rows)
             bar.update(len(chunk))
+            if bar.disable:  # no bar (a log, not a terminal): a line per tenth of the shard
+                _log_progress(name, w_start + len(chunk), len(items), window, start)
     entry = writer.close()
     return {**entry, "tokens": int(offsets[-1])}
+
+
+def _log_progress(name: str, done: int, total: int, window: int, start: float) -> None:
+    step = max(window, total // 10)
+    if done == total or done // step != (done - window) // step:
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        logger.info("teacher logits %s: %d of %d examples (%.0f/s)", name, done, total, rate)
 
 
 @torch.inference_mode()
