@@ -123,11 +123,14 @@ def _training_record(final: Path, seconds: float, optim) -> dict:
     state = json.loads((final / "trainer_state.json").read_text(encoding="utf-8"))
     history = state.get("log_history", [])
     steps = state.get("global_step", 0)
-    last = lambda key: next((e[key] for e in reversed(history) if key in e), None)  # noqa: E731
     return {"seconds": seconds, "budget_seconds": optim.max_seconds, "steps": steps,
             "epochs": state.get("epoch"), "batch_size": optim.batch_size,
             "examples_per_second": steps * optim.batch_size / seconds if seconds else None,
-            "train_loss": last("loss"), "valid_loss": last("eval_loss")}
+            "train_loss": _last(history, "loss"), "valid_loss": _last(history, "eval_loss")}
+
+
+def _last(history: list[dict], key: str):
+    return next((entry[key] for entry in reversed(history) if key in entry), None)
 
 
 def logits_stage(config, data: RouteData, work: Path, teacher: Path, summary: dict) -> Path:
