@@ -162,7 +162,8 @@ def test_toy_route_brings_back_a_loadable_student_and_a_bench(pack_dir, tmp_path
 
     out = tmp_path / "out"
     done = _run_like_the_gpu_machine(["gpu-route", "--pack", str(pack_dir), "--out", str(out),
-                                      "--scale", "toy", "--minutes", "0.25"], tmp_path)
+                                      "--scale", "toy", "--minutes", "0.25",
+                                      "--work-dir", str(tmp_path / "work")], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["bench.json", "loss.png", "route.log", "student/config.json",
@@ -186,6 +187,10 @@ def test_toy_route_brings_back_a_loadable_student_and_a_bench(pack_dir, tmp_path
     assert stages["teacher"]["steps"] > 0 and stages["student"]["steps"] > 0
     assert stages["logits"]["examples"] == 24
     assert report["gpu_route"]["seconds"] < 0.25 * 60 + 10
+    assert stages["teacher"]["seconds"] < stages["teacher"]["budget_seconds"] + 5
+    history = json.loads((tmp_path / "work" / "teacher" / "final" / "trainer_state.json").read_text())
+    rates = [e["learning_rate"] for e in history["log_history"] if "learning_rate" in e]
+    assert rates[0] < max(rates) == pytest.approx(7e-4) and rates[-1] < 0.5 * max(rates)
     log = (out / "route.log").read_text()
     assert "teacher done" in log and "student done" in log and "gpu-route summary" in log
 
