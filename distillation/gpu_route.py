@@ -124,10 +124,14 @@ class Clock:
 
 def run_route(config: RouteConfig) -> dict:
     """Run the route; returns the summary written into bench.json (and logged)."""
+    import torch
+
     from distillation.route_output import LOG_FILE, prepare_out_dir, tee_output
 
     config = config.for_scale()
     clock = Clock(config.minutes * 60)
+    if torch.cuda.is_available():  # TF32 for what runs outside bf16 autocast (the benchmark)
+        torch.set_float32_matmul_precision("high")
     out = prepare_out_dir(Path(config.out_dir))
     with tee_output(out / LOG_FILE), _no_progress_bars(), _work_dir(config) as work:
         logger.info("gpu-route: %s", json.dumps(asdict(config)))

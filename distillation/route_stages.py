@@ -114,7 +114,10 @@ def train_stage(config, data: RouteData, work: Path, role: str, seconds: float, 
     store = LogitStore.open(logits) if student and logits is not None else None
     final = train_on_splits(model, data.tokenizer, data.train, data.valid, work / role, optim,
                             data.fmt, store=store, distill=config.distill() if student else FINE_TUNE)
-    summary["stages"][role] = _training_record(final, time.perf_counter() - start, optim)
+    record = _training_record(final, time.perf_counter() - start, optim)
+    if record["examples_per_second"]:
+        record["source_tokens_per_second"] = record["examples_per_second"] * float(data.train.lengths.mean())
+    summary["stages"][role] = record
     logger.info("%s done: %s", role, json.dumps(summary["stages"][role]))
     return final
 
