@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 from pytest_kdassert.core.errors import ConfigError
@@ -118,7 +119,9 @@ class tee_output:  # noqa: N801 - used like open()
             package.setLevel(logging.INFO)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None:  # the log comes back even when the route fails: say why in it
+            traceback.print_exception(exc_type, exc, tb, file=self.log)
         logging.getLogger().removeHandler(self.handler)
         logging.getLogger("distillation").setLevel(self.level)
         sys.stdout, sys.stderr = self.saved

@@ -269,3 +269,15 @@ def test_launcher_script_runs_the_route(pack_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "device cpu" in done.stdout and "(dry run)" in done.stdout
     assert (out / "route.log").is_file()
+
+
+def test_a_failed_route_says_why_in_its_log(pack_dir, tmp_path):
+    """A full-scale teacher under 60M parameters is refused before training; the log says so."""
+    from distillation.gpu_route import RouteConfig, run_route
+
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="at least 60,000,000"):
+        run_route(RouteConfig(pack=str(pack_dir), out_dir=str(out), teacher="tiny", student="tiny"))
+    log = (out / "route.log").read_text()
+    assert "ConfigError" in log and "at least 60,000,000" in log
+    assert [p.name for p in out.iterdir()] == ["route.log"]
