@@ -281,3 +281,12 @@ def test_a_failed_route_says_why_in_its_log(pack_dir, tmp_path):
     log = (out / "route.log").read_text()
     assert "ConfigError" in log and "at least 60,000,000" in log
     assert [p.name for p in out.iterdir()] == ["route.log"]
+
+
+def test_a_student_too_large_for_one_returned_file_is_refused(pack_dir):
+    from distillation.gpu_route import RouteConfig
+    from distillation.route_stages import RouteData
+
+    config = RouteConfig(pack=str(pack_dir), scale="toy", teacher="tiny", student="student")
+    with pytest.raises(ConfigError, match="would not fit in 15 MiB"):
+        RouteData.load(config).check_models(config)
