@@ -11,6 +11,7 @@ import logging
 import click
 
 from distillation import __version__
+from distillation.cli_gpu import gpu_route_command, pack_command
 from pytest_kdassert.core.errors import KdassertError
 
 
@@ -52,6 +53,10 @@ def main(verbose: int, quiet: int) -> None:
     """
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s %(name)s: %(message)s")
+
+
+main.add_command(pack_command)
+main.add_command(gpu_route_command)
 
 
 # --- mining commands (issue: mining) -------------------------------------------------------

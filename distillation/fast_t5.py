@@ -40,7 +40,8 @@ def _combined_bias(position_bias, attention_mask):
     """position_bias + attention_mask, computed once per (bias, mask) pair: the layers of a stack
     pass the same two tensors, so the sum is cached on the bias tensor for the forward pass."""
     if attention_mask is not None and attention_mask.dtype == torch.bool:
-        attention_mask = torch.zeros(attention_mask.shape, dtype=position_bias.dtype).masked_fill(
+        attention_mask = torch.zeros(attention_mask.shape, dtype=position_bias.dtype,
+                                     device=attention_mask.device).masked_fill(
             ~attention_mask, torch.finfo(position_bias.dtype).min)
     if position_bias is None or attention_mask is None:
         return position_bias if attention_mask is None else attention_mask

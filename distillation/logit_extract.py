@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,20 +94,33 @@ def _device(name: str) -> str:
 
 def extract_logits(config: LogitsConfig) -> Path:
     """Write the shard(s) this process owns; ``manifest.json`` once every shard exists."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_seq2seq(config.teacher, device=_device(config.device))
     fmt = load_format_config(config.teacher)
     examples = load_examples(config.data, limit=config.limit)
+
+    def items(start: int, stop: int, index: int) -> list[dict]:
+        return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}")
+
+    return write_logit_store(model, tokenizer, fmt, len(examples), items, config)
+
+
+def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: LogitsConfig) -> Path:
+    """Fill the store ``config.out_dir`` from ``model`` (in eval mode, on its device).
+
+    ``items(start, stop, shard_index)`` returns the tokenised examples [start, stop) as
+    ``{"input_ids", "labels"}`` dicts: tokenised here from ``config.data``
+    (:func:`extract_logits`), or read from a pre-tokenised pack (:mod:`distillation.gpu_route`).
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     meta = _store_meta(config, model, fmt)
     codec = make_codec(meta)
     collator = Seq2SeqCollator(tokenizer, pad_to_multiple_of=None)
     indices = range(config.num_shards) if config.shard_index is None else [config.shard_index]
     for index in indices:
-        start, stop = shard_range(len(examples), index, config.num_shards)
-        items = encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}")
+        start, stop = shard_range(num_examples, index, config.num_shards)
         name = shard_name(index, config.num_shards)
-        entry = _write_shard(model, collator, codec, items, out, name, config)
+        entry = _write_shard(model, collator, codec, items(start, stop, index), out, name, config)
         write_part(out, name, {**entry, "start": start, "count": stop - start, "meta_sha256": meta["sha256"]})
     if try_finalize(out, meta, config.num_shards):
         logger.info("logit store complete: %s (%d bytes per target token)", out, codec.row_bytes)
@@ -136,6 +150,7 @@ def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str
     offsets = np.concatenate([[0], np.cumsum([len(item["labels"]) for item in items])])
     writer = ShardWriter(out, name, offsets, codec.row_bytes)
     window = config.batch_size * 16  # sort by length inside a window, write in order
+    start = time.perf_counter()
     with tqdm(total=len(items), desc=f"teacher logits {name}", unit="ex", disable=None) as bar:
         for w_start in range(0, len(items), window):
             chunk = items[w_start : w_start + window]
@@ -143,8 +158,17 @@ def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str
             for example_rows in rows:
                 writer.write(example_rows)
             bar.update(len(chunk))
+            if bar.disable:  # no bar (a log, not a terminal): a line per tenth of the shard
+                _log_progress(name, w_start + len(chunk), len(items), window, start)
     entry = writer.close()
     return {**entry, "tokens": int(offsets[-1])}
+
+
+def _log_progress(name: str, done: int, total: int, window: int, start: float) -> None:
+    step = max(window, total // 10)
+    if done == total or done // step != (done - window) // step:
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        logger.info("teacher logits %s: %d of %d examples (%.0f/s)", name, done, total, rate)
 
 
 @torch.inference_mode()

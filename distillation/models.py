@@ -12,6 +12,8 @@ from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 PRESETS: dict[str, dict] = {
     # ~46M: 6+6 layers of width 512.
     "teacher": dict(d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6, num_decoder_layers=6),
+    # ~74M, for the GPU route (distillation.gpu_route): 6+6 layers of width 640.
+    "teacher-gpu": dict(d_model=640, d_ff=2560, d_kv=64, num_heads=10, num_layers=6, num_decoder_layers=6),
     # ~9.5M, under a quarter of the teacher: 4+4 layers of width 256.
     "student": dict(d_model=256, d_ff=1024, d_kv=32, num_heads=8, num_layers=4, num_decoder_layers=4),
     # ~3M: a smaller student for the size/quality trade-off.
@@ -19,6 +21,9 @@ PRESETS: dict[str, dict] = {
     # ~2.3M, under a quarter of "student": the CPU pair is student (as teacher) -> student-mini.
     # A shallow 2-layer decoder, since decoding steps dominate per-assertion latency.
     "student-mini": dict(d_model=128, d_ff=448, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2),
+    # ~3.8M (14.6 MiB of fp32 weights: one file under the GPU route's 15 MiB per file), wider
+    # than student-mini with the same shallow 2-layer decoder.
+    "student-gpu": dict(d_model=192, d_ff=640, d_kv=32, num_heads=6, num_layers=3, num_decoder_layers=2),
     # A few thousand parameters besides the embeddings: for tests only.
     "tiny": dict(d_model=32, d_ff=64, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1),
 }

@@ -26,6 +26,7 @@ from distillation.fast_t5 import use_fast_t5
 from distillation.models import PRESETS, build_model, check_same_vocabulary
 from distillation.resume import StableCheckpoint
 from distillation.sources import example_sources
+from distillation.time_budget import TimeBudget
 from distillation.token_cache import load_tokenized
 from distillation.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from distillation.trainer import (
@@ -209,6 +210,15 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
     train = load_tokenized(data_dir / "train.jsonl", tokenizer, fmt, data.limit,
                            with_index=store is not None, cache_dir=data.cache_dir)
     valid = _valid_split(data_dir / "valid.jsonl", tokenizer, fmt, data)
+    return train_on_splits(model, tokenizer, train, valid, out_dir, optim, fmt, store=store,
+                           distill=distill, teacher_model=teacher_model, resume=resume)
+
+
+def train_on_splits(model, tokenizer, train, valid, out_dir: Path, optim: OptimConfig,
+                    fmt: InputFormatConfig, *, store=None, distill: DistillConfig = FINE_TUNE,
+                    teacher_model=None, resume: bool = False) -> Path:
+    """Train ``model`` on tokenised splits (``valid`` may be None); returns ``out_dir/final``,
+    saved with ``tokenizer`` and ``fmt`` so :func:`load_seq2seq` loads it."""
     if store is not None and store.num_examples != len(train):
         raise_store_mismatch(store, len(train))
     optim = optim.for_split(len(train))
@@ -216,12 +226,12 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
         keep_freed_memory()
     if optim.attention == "fused":
         use_fast_t5(model)
-    callbacks = [StableCheckpoint(optim.decay_start())] if optim.lr_schedule == "wsd" else []
     trainer = DistillationTrainer(
         model=model, args=training_args(optim, out_dir / "checkpoints", valid is not None),
         data_collator=Seq2SeqCollator(tokenizer, store=store), train_dataset=train,
         eval_dataset=valid, processing_class=tokenizer, distill=distill, teacher_model=teacher_model,
-        length_buckets=optim.sampler == "buckets", callbacks=callbacks,
+        length_buckets=optim.sampler == "buckets", callbacks=_callbacks(optim),
+        time_budget=_time_budget(optim),
     )
     final = out_dir / "final"
     if final.exists() and trainer.is_world_process_zero():
@@ -232,14 +242,31 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
     return final
 
 
+def _callbacks(optim: OptimConfig) -> list:
+    if optim.lr_schedule == "wsd" and optim.checkpoints and not optim.max_seconds:
+        return [StableCheckpoint(optim.decay_start())]
+    return []
+
+
+def _time_budget(optim: OptimConfig) -> TimeBudget | None:
+    if not optim.max_seconds:
+        return None
+    return TimeBudget(optim.max_seconds, optim.warmup_ratio, optim.decay_ratio)
+
+
+def eval_subset(split, examples: int):
+    """``examples`` evenly spaced items of ``split`` (all of it for 0 or more than it holds)."""
+    if not examples or examples >= len(split):
+        return split
+    picks = np.linspace(0, len(split) - 1, examples).round().astype(int)
+    return torch.utils.data.Subset(split, picks.tolist())
+
+
 def _valid_split(path: Path, tokenizer, fmt: InputFormatConfig, data: DataConfig):
     if not path.is_file():
         return None
     split = load_tokenized(path, tokenizer, fmt, data.limit, cache_dir=data.cache_dir)
-    if not data.eval_examples or data.eval_examples >= len(split):
-        return split
-    picks = np.linspace(0, len(split) - 1, data.eval_examples).round().astype(int)
-    return torch.utils.data.Subset(split, picks.tolist())
+    return eval_subset(split, data.eval_examples)
 
 
 def raise_store_mismatch(store, num_train: int):

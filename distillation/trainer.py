@@ -19,6 +19,7 @@ from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.losses import distillation_loss
 from distillation.signals import DenseSignal, pop_signal
+from distillation.time_budget import TimeBudget, TimeBudgetCallback
 from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,13 @@ class OptimConfig:
     run can be continued with a larger max_steps: the stable phase just extends."""
     decay_ratio: float = 0.1
     """wsd: the share of max_steps spent decaying, at the end."""
+    max_seconds: float = 0.0
+    """Stop training after this many seconds of wall clock (0: no limit; epochs and max_steps
+    still cap the run). With a time limit the wsd schedule runs on the clock: warm-up over the
+    first warmup_ratio of the time, decay over the last decay_ratio (:mod:`distillation.time_budget`)."""
+    checkpoints: bool = True
+    """Evaluate and save a checkpoint every eval_steps. False: neither (the run cannot be
+    resumed); the final evaluation and model are still written."""
     weight_decay: float = 0.01
     seed: int = 0
     bf16: str = "auto"
@@ -67,6 +75,9 @@ class OptimConfig:
     """Evaluate and checkpoint every N steps."""
     save_total_limit: int = 2
     logging_steps: int = 50
+    progress_bar: bool = True
+    """The Trainer's progress bar (where the library shows one); False: one printed line per
+    logging step, for runs whose output is a log."""
 
     def __post_init__(self):
         if self.max_steps <= 0 and self.epochs <= 0:
@@ -84,11 +95,15 @@ class OptimConfig:
         _choice("attention", self.attention, ATTENTIONS)
         if not 0.0 <= self.decay_ratio <= 1.0 or self.warmup_steps < 0:
             raise ConfigError("decay_ratio must be in [0, 1] and warmup_steps >= 0")
+        if self.max_seconds < 0:
+            raise ConfigError(f"max_seconds must be >= 0, got {self.max_seconds}")
+        if self.max_seconds and self.lr_schedule != "wsd":
+            raise ConfigError("max_seconds needs lr_schedule wsd (the decay is placed by the clock)")
 
     def for_split(self, num_examples: int) -> OptimConfig:
         """This config with max_steps set from epochs when wsd needs it (the decay is placed
         before the last step, so its length must be known up front)."""
-        if self.lr_schedule != "wsd" or self.max_steps > 0:
+        if self.lr_schedule != "wsd" or self.max_steps > 0 or self.max_seconds:
             return self
         per_epoch = math.ceil(num_examples / (self.batch_size * self.grad_accum))
         return dataclasses.replace(self, max_steps=max(1, math.ceil(per_epoch * self.epochs)))
@@ -226,22 +241,24 @@ def training_args(optim: OptimConfig, output_dir: Path, has_eval: bool) -> Seq2S
         use_cpu=not torch.cuda.is_available(),
         # "buckets" is DistillationTrainer's own sampler (see _get_train_sampler)
         train_sampling_strategy="group_by_length" if optim.sampler == "group_by_length" else "random",
-        eval_strategy="steps" if has_eval else "no",
+        eval_strategy="steps" if has_eval and optim.checkpoints else "no",
         eval_steps=optim.eval_steps,
-        save_strategy="steps",
+        save_strategy="steps" if optim.checkpoints else "no",
         save_steps=optim.eval_steps,
         save_total_limit=optim.save_total_limit,
         logging_steps=optim.logging_steps,
         remove_unused_columns=False,  # the collator needs each item's index into the logit store
         dataloader_num_workers=0,
         report_to="none",
-        disable_tqdm=None,
+        disable_tqdm=None if optim.progress_bar else True,
     )
 
 
 def _schedule_args(optim: OptimConfig) -> dict:
     if optim.lr_schedule == "linear":
         return {"lr_scheduler_type": "linear"}
+    if optim.max_seconds:  # DistillationTrainer.create_scheduler puts a clock-driven one in place
+        return {"lr_scheduler_type": "constant"}
     decay = optim.max_steps - optim.decay_start()
     return {"lr_scheduler_type": "warmup_stable_decay",
             "lr_scheduler_kwargs": {"num_decay_steps": decay, "decay_type": "linear"}}
@@ -273,10 +290,13 @@ class DistillationTrainer(Seq2SeqTrainer):
     """
 
     def __init__(self, *args, distill: DistillConfig, teacher_model=None, length_buckets: bool = False,
-                 **kwargs):
+                 time_budget: TimeBudget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.distill = distill
         self.length_buckets = length_buckets
+        self.time_budget = time_budget
+        if time_budget is not None:
+            self.add_callback(TimeBudgetCallback(time_budget))
         self.teacher_model = teacher_model
         if teacher_model is not None:
             if teacher_model.config.vocab_size != self.model.config.vocab_size:
@@ -296,6 +316,15 @@ class DistillationTrainer(Seq2SeqTrainer):
         loss = distillation_loss(outputs.logits, inputs["labels"], signal, self.distill.alpha,
                                  self.distill.temperature, hard_loss=ce)
         return (loss, outputs) if return_outputs else loss
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """With a time budget, the learning rate follows the clock
+        (:meth:`distillation.time_budget.TimeBudget.lr_factor`); else the library's schedule."""
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = self.time_budget.scheduler(optimizer or self.optimizer)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def _get_train_sampler(self, train_dataset=None):
         """:class:`distillation.batching.LengthBucketSampler` when ``length_buckets`` is set
