@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from distillation.allocator import keep_freed_memory
 from distillation.data import Seq2SeqCollator
@@ -230,7 +231,7 @@ def train_on_splits(model, tokenizer, train, valid, out_dir: Path, optim: OptimC
         model=model, args=training_args(optim, out_dir / "checkpoints", valid is not None),
         data_collator=Seq2SeqCollator(tokenizer, store=store), train_dataset=train,
         eval_dataset=valid, processing_class=tokenizer, distill=distill, teacher_model=teacher_model,
-        length_buckets=optim.sampler == "buckets", callbacks=_callbacks(optim),
+        length_buckets=optim.sampler == "buckets", callbacks=_callbacks(optim, fmt),
         time_budget=_time_budget(optim),
     )
     final = out_dir / "final"
@@ -242,10 +243,25 @@ def train_on_splits(model, tokenizer, train, valid, out_dir: Path, optim: OptimC
     return final
 
 
-def _callbacks(optim: OptimConfig) -> list:
+def _callbacks(optim: OptimConfig, fmt: InputFormatConfig) -> list:
+    callbacks = [FormatRecorder(fmt)]
     if optim.lr_schedule == "wsd" and optim.checkpoints and not optim.max_seconds:
-        return [StableCheckpoint(optim.decay_start())]
-    return []
+        callbacks.append(StableCheckpoint(optim.decay_start()))
+    return callbacks
+
+
+class FormatRecorder(TrainerCallback):
+    """Writes ``kdassert_format.json`` into every checkpoint (the Trainer saves the tokenizer
+    there already), so a checkpoint loads and is benchmarked like a final model: a learning
+    curve (``benchmarks/learning_curve.py``) scores checkpoints while the run goes on."""
+
+    def __init__(self, fmt: InputFormatConfig):
+        self.fmt = fmt
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            save_format_config(checkpoint, self.fmt)
 
 
 def _time_budget(optim: OptimConfig) -> TimeBudget | None:

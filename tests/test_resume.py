@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from distillation.cli import main
 from distillation.trainer import OptimConfig
+from pytest_kdassert.core.loading import FORMAT_FILE, load_format_config
 from tests.train_data import write_dataset
 
 TEACHER = ["--teacher", "tiny", "--stop-after", "teacher", "--vocab-size", "300", "--batch-size", "4",
@@ -81,6 +82,10 @@ def test_a_decayed_run_continues_from_its_stable_checkpoint(tmp_path, caplog):
     checkpoints = out / "teacher" / "checkpoints"
     assert _lr(checkpoints / "checkpoint-4") == 0.0
     assert _lr(checkpoints / "stable" / "checkpoint-2") == pytest.approx(1e-3)
+    # every checkpoint is a loadable model: tokenizer and input format beside the weights
+    assert (checkpoints / "checkpoint-4" / FORMAT_FILE).is_file()
+    assert load_format_config(checkpoints / "checkpoint-4") == \
+        load_format_config(out / "teacher" / "final")
     with caplog.at_level(logging.WARNING, logger="distillation.resume"):
         _train(data, out, "--teacher-max-steps", "8", "--resume")
     assert "already decayed (steps 2-4 of 4)" in caplog.text
