@@ -19,7 +19,7 @@ import unittest
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_kdassert import sandbox
+from pytest_kdassert import observed, sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.adapt import adapt_assertion
@@ -56,6 +56,7 @@ from pytest_kdassert.templates import (
     assigned_names,
     expression_templates,
     final_call,
+    observed_objects,
     template_candidates,
 )
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
@@ -89,6 +90,9 @@ class SuggestSession:
         exemplars."""
         self.pool_size: int | None = None
         """Assertions in the exemplar pool (None: no pool was built)."""
+        self.scorer = None
+        """The suggester, when it scores texts: it scores the templates found at the sites."""
+        self._requests: dict[tuple, SuggestRequest] = {}
         self.runner = SiteRunner(self.verifier, Path(rootpath), self.project,
                                  ground=settings.ground,
                                  isolated=settings.isolation and sandbox.AVAILABLE,
@@ -180,6 +184,9 @@ class SuggestSession:
             return
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
+        if hasattr(suggester, "score"):
+            self.scorer = suggester
+            self._requests = {s.site.key: r for s, r in zip(states, requests, strict=True)}
         self._add_scored(states, requests, suggester, Origin.EXEMPLAR,
                          [self._exemplar_candidates(s) for s in states])
         self._add_scored(states, requests, suggester, Origin.TEMPLATE,
@@ -281,7 +288,8 @@ class SuggestSession:
         code, states = entry
         on_line, on_return = {}, None
         for pos, state in enumerate(states):
-            if not state.screened or (only is not None and pos not in only):
+            if not (state.screened or self._discovers(state, observing)) \
+                    or (only is not None and pos not in only):
                 continue
             wanted = None if only is None else only[pos]
             if state.site.mode == APPEND_MODE:
@@ -309,9 +317,26 @@ class SuggestSession:
         for state in self.by_test.get(nodeid, (None, []))[1]:
             state.failed_nodeids.append(nodeid)
 
+    def _discovers(self, state: SiteState, observing: bool) -> bool:
+        """Whether this run of the site lists its observed-state templates (:mod:`.observed`):
+        at its first instance, and only where candidates run in a sandbox child (a property's
+        code runs there, never in the test's process)."""
+        return state.discovered is None and bool(state.observed_objects) and not observing \
+            and self.runner.isolated and self.settings.verify
+
+    def _discover(self, state: SiteState, frame_locals) -> None:
+        texts = observed.templates_at_site(state, frame_locals)
+        start = len(state.candidates)
+        self._screen(state, [RawCandidate(t, None, start + j) for j, t in enumerate(texts)],
+                     origin=Origin.TEMPLATE)
+        state.discovered = list(range(start, len(state.candidates)))
+        observed.run_first(state, state.discovered)
+
     def _evaluator(self, state: SiteState, observing: bool, only: set[int] | None):
         def evaluate(frame) -> None:
             try:
+                if self._discovers(state, observing):
+                    self._discover(state, frame.f_locals)
                 grounded = self.runner.evaluate(state, frame.f_globals, frame.f_locals,
                                                 observing=observing, only=only)
             except Exception:  # noqa: BLE001 - a bug of kdassert must not fail the user's test
@@ -325,6 +350,9 @@ class SuggestSession:
     # -- end of session -----------------------------------------------------------------
     def decide(self) -> None:
         """Pick every site's suggestion and queue it in the change set."""
+        if self.scorer is not None:
+            observed.score_discovered([(s, self._requests[k]) for k, s in self.states.items()
+                                       if s.discovered and k in self._requests], self.scorer)
         for state in self.states.values():
             decide(state, verified=self.settings.verify)
         self.changeset.changes.clear()
@@ -377,13 +405,17 @@ class HelperLookup:
 def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
     """Templates over the test's last-assigned variables, then over the state it left
     without a name: the size of objects it acted on, and the value of the call statement just
-    before the site (it comes last: calling it again may change what later candidates see)."""
+    before the site (it comes last: calling it again may change what later candidates see).
+    Also notes the objects whose attributes the site observes (:mod:`.observed`)."""
     acted = acted_on_names(node, state.before_line, state.test_names)
+    assigned = assigned_names(node, state.before_line)
+    state.observed_objects = observed_objects(assigned, acted, state.focal_names)
+    state.unittest_style = unittest_style
     expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
     state.discarded_call = final_call(node, state.before_line)
     if state.discarded_call is not None:
         expressions.append(state.discarded_call)
-    templates = [*template_candidates(assigned_names(node, state.before_line), unittest_style),
+    templates = [*template_candidates(assigned, unittest_style),
                  *expression_templates(expressions, unittest_style)]
     if state.discarded_call is not None:
         # What the test called last and dropped is what it left unchecked: among equals its

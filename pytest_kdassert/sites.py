@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from pytest_kdassert.core.assertions import dotted_name
 from pytest_kdassert.discovery import APPEND_MODE, Site
 from pytest_kdassert.grounding import rank_score
 from pytest_kdassert.outcomes import Origin, Outcome, Status
@@ -62,6 +63,12 @@ class SiteState:
     """(call source, name) when the statement just before the site is ``name = call``."""
     discarded_call: str | None = None
     """The call statement just before the site whose value the test dropped (normalised)."""
+    observed_objects: list[str] = field(default_factory=list)
+    """The test's objects whose state is observed at the site (:mod:`.observed`)."""
+    unittest_style: bool = False
+    """The test is a ``unittest.TestCase`` method: templates use ``self.assertEqual``."""
+    discovered: list[int] | None = None
+    """Indices of the templates discovered at the site's first instance (None: not yet)."""
     exemplars: list = field(default_factory=list)
     """The project's most similar other assertions (:class:`~.core.exemplars.Exemplar`)."""
     rerun_failed: bool = False
@@ -158,15 +165,15 @@ def _name_and_literal(text: str) -> tuple[str, str] | None:
         left, right = stmt.value.args
     else:
         return None
-    if isinstance(right, ast.Name):
+    if dotted_name(right) is not None:
         left, right = right, left
-    if not isinstance(left, ast.Name):
+    if dotted_name(left) is None:
         return None
     try:
         ast.literal_eval(right)
     except (ValueError, TypeError, SyntaxError, RecursionError):
         return None
-    return left.id, ast.unparse(right)
+    return dotted_name(left), ast.unparse(right)
 
 
 def reads_test_names(text: str, test_names: frozenset[str]) -> bool:
@@ -224,7 +231,8 @@ def use_bound_name(text: str, call: str, name: str) -> str:
 
 
 def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, str]:
-    """Names whose last binding before ``before_line`` is a plain literal, with its source."""
+    """Names and attributes (``t.title``) whose last binding before ``before_line`` is a
+    plain literal, with its source. Rebinding a name forgets its attributes' literals."""
     bound: dict[str, str | None] = {}
     for stmt in statements:
         if stmt.lineno >= before_line:
@@ -232,11 +240,17 @@ def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, 
         targets = stmt.targets if isinstance(stmt, ast.Assign) else (
             [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else [])
         for target in targets:
-            for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name)):
-                bound[name] = None
+            for node in ast.walk(target):
+                if isinstance(node, ast.Name):
+                    bound[node.id] = None
+                    if isinstance(node.ctx, ast.Store):
+                        bound = {k: v for k, v in bound.items()
+                                 if not k.startswith(node.id + ".")}
+            if dotted_name(target) is not None:
+                bound[dotted_name(target)] = None
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
-                and isinstance(stmt.targets[0], ast.Name) and _is_plain_literal(stmt.value):
-            bound[stmt.targets[0].id] = ast.unparse(stmt.value)
+                and dotted_name(stmt.targets[0]) is not None and _is_plain_literal(stmt.value):
+            bound[dotted_name(stmt.targets[0])] = ast.unparse(stmt.value)
     return {name: lit for name, lit in bound.items() if lit is not None}
 
 

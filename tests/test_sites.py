@@ -170,6 +170,20 @@ def test_why_redundant_catches_repeats_and_restated_literals():
     assert why_redundant("assert n == 6", frozenset({"assert n == 5"}), bindings) is None
 
 
+def test_an_attribute_the_test_set_to_a_literal_is_not_checked_again():
+    import ast as _ast
+
+    statements = _ast.parse("t = T()\nt.title = 'x'\nt.size = n()\nu = U()\nu.a = 1\n"
+                            "u = U()\n").body
+    bindings = literal_bindings(statements, before_line=99)
+    assert bindings == {"t.title": "'x'"}  # u was rebound: its attribute's literal is gone
+    assert why_redundant("assert t.title == 'x'", frozenset(), bindings) \
+        == "restates the literal the test assigned to t.title"
+    assert why_redundant("self.assertEqual(t.title, 'x')", frozenset(), bindings)
+    assert why_redundant("assert t.title == 'y'", frozenset(), bindings) is None
+    assert why_redundant("assert u.a == 1", frozenset(), bindings) is None
+
+
 def test_a_grounded_form_that_reads_differently_wins():
     model = _check("assert flag == 0", -0.1, 0)
     grounded = _check("assert flag is False", -0.1, 0, origin=Origin.GROUNDED)
