@@ -57,15 +57,17 @@ class KdassertHooks:
         try:
             self.session.generate(suggester)
         finally:
-            self._close_worker()
+            if not self.session.scores_at_end():
+                self._close_worker()
         if isinstance(suggester, CachedSuggester) and suggester.hits:
             self.session.messages.append(
                 f"kdassert: {suggester.hits} of {suggester.hits + suggester.misses} model "
                 "result(s) came from pytest's cache (--cache-clear regenerates them)")
 
     def _close_worker(self) -> None:
-        """End the model's process, if it runs (scoring the templates found at the sites
-        starts it again at the end of the run, when there are any)."""
+        """End the model's process, if it runs: after generation, or at the end of the
+        run when it scores the templates found at the sites (it waits, idle, meanwhile:
+        loading the model again would take seconds)."""
         model = getattr(self._model, "inner", self._model)
         if isinstance(model, WorkerSuggester):
             model.close()
@@ -134,6 +136,7 @@ class KdassertHooks:
     def pytest_unconfigure(self, config) -> None:
         # Before pytest's own end-of-run garbage collections, which walk every live object.
         self.session.release()
+        self._close_worker()  # if the run ended before pytest_sessionfinish
 
 
 def _write_out(text: str) -> None:

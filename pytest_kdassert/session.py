@@ -324,6 +324,11 @@ class SuggestSession:
         return state.discovered is None and bool(state.observed_objects) and not observing \
             and self.runner.isolated and self.settings.verify
 
+    def scores_at_end(self) -> bool:
+        """Whether :meth:`decide` may ask the suggester to score templates found at sites."""
+        return self.scorer is not None and any(self._discovers(s, False)
+                                               for s in self.states.values())
+
     def _discover(self, state: SiteState, frame_locals) -> None:
         texts = observed.templates_at_site(state, frame_locals)
         start = len(state.candidates)
