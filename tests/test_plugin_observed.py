@@ -200,3 +200,45 @@ def test_without_isolation_no_property_is_read(pytester):
     pytester.makepyfile(table=TABLE, test_table=TABLE_TEST)
     sites = _run(pytester, NO_CANDIDATES, "--kdassert-no-isolation")
     assert not [t for t in _by_text(sites["test_add_row"]) if "colcount" in t]
+
+
+def test_every_instance_of_a_site_runs_the_templates_its_first_instance_found(pytester):
+    pytester.makepyfile(table=TABLE, test_rows='''
+import pytest
+
+from table import Table
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_rows(n):
+    t = Table()
+    for i in range(n):
+        t.add_row(i, i)
+    assert ...
+''')
+    sites = _run(pytester, scoring_suggester({}, {"assert t.rowcount == 0": -1.0,
+                                                  "assert t.colcount == 0": -2.0}), passed=2)
+    site = sites["test_rows"]
+    assert site["chosen"] == "assert t.colcount == 2"
+    candidates = _by_text(site)
+    assert candidates["assert t.rowcount == 1"]["outcome"] == "failed"  # 2 rows in the other
+    assert "assert t.rowcount == 2" in candidates
+
+
+def test_a_unittest_method_gets_its_own_style(pytester):
+    pytester.makepyfile(table=TABLE, test_case='''
+import unittest
+
+from table import Table
+
+
+class TestTable(unittest.TestCase):
+    def test_add_row(self):
+        t = Table()
+        t.add_row("a", 1)
+        assert ...
+''')
+    sites = _run(pytester, scoring_suggester({}, {"self.assertEqual(t.colcount, 0)": -1.0}))
+    site = sites["TestTable.test_add_row"]
+    assert (site["chosen"], site["chosen_origin"]) == ("self.assertEqual(t.colcount, 2)",
+                                                       "observed")
