@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+from pytest_kdassert.focal import is_library
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.sites import SiteState
 from pytest_kdassert.templates import expression_templates, state_expressions
@@ -33,14 +34,20 @@ RERUN_KEY = "observed"
 """Key of the flakiness re-run's payload that carries the templates discovered at the site."""
 
 
-def templates_at_site(state: SiteState, frame_locals) -> list[str]:
+def templates_at_site(state: SiteState, frame_locals,
+                      project: frozenset[str] = frozenset()) -> list[str]:
     """The site's observed-state templates not yet among its candidates; marks the site as
-    discovered (call it once, at the site, with the test's locals)."""
+    discovered (call it once, at the site, with the test's locals). Attributes are read of
+    the project's objects only (``project``: its top-level packages, see
+    :func:`~.focal.is_library`): a ``tmp_path``'s name or a ``caplog``'s handler is not
+    what the test checks."""
     state.discovered = []
     expressions: list[str] = []
     for name in state.observed_objects:
         if name in frame_locals:
-            expressions += state_expressions(name, frame_locals[name])
+            obj = frame_locals[name]
+            expressions += state_expressions(
+                name, obj, attributes=not is_library(type(obj), project))
     known = {c.text for c in state.candidates}
     fresh = [t for t in expression_templates(expressions, state.unittest_style)
              if t not in known]

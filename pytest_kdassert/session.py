@@ -330,7 +330,7 @@ class SuggestSession:
                                                for s in self.states.values())
 
     def _discover(self, state: SiteState, frame_locals) -> None:
-        texts = observed.templates_at_site(state, frame_locals)
+        texts = observed.templates_at_site(state, frame_locals, self.project)
         start = len(state.candidates)
         self._screen(state, [RawCandidate(t, None, start + j) for j, t in enumerate(texts)],
                      origin=Origin.TEMPLATE)

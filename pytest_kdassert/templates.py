@@ -115,11 +115,12 @@ def _is_check_call(call: ast.Call) -> bool:
     return name.startswith(("assert", "check", "verify", "expect"))
 
 
-def state_expressions(obj_name: str, obj, limit: int = MAX_ATTRIBUTES) -> list[str]:
+def state_expressions(obj_name: str, obj, limit: int = MAX_ATTRIBUTES,
+                      attributes: bool = True) -> list[str]:
     """Expressions over one of the test's objects worth pinning: ``len(x)`` of a sized
-    container, and up to ``limit`` public data attributes and properties of an instance
-    (instance values of a literal kind, properties and slots of its class; no callables, no
-    ``_names``).
+    container, and (with ``attributes``) up to ``limit`` public data attributes and
+    properties of an instance (instance values of a literal kind, properties and slots of
+    its class; no callables, no ``_names``).
 
     Reads the type's and the instance's dictionaries only, as :func:`inspect.getattr_static`
     does: no property, ``__getattr__``, ``__len__`` or ``__class__`` of the object runs here.
@@ -130,6 +131,8 @@ def state_expressions(obj_name: str, obj, limit: int = MAX_ATTRIBUTES) -> list[s
         return []
     class_dicts = [_type_dict(k) for k in _type_mro(kind)[:-1]]
     found = [f"len({obj_name})"] if any("__len__" in d for d in class_dicts) else []
+    if not attributes:
+        return found
     names = [k for k, v in _instance_dict(class_dicts, obj).items()
              if type(k) is str and type(v) in _LITERAL_KINDS]
     names += [k for d in class_dicts for k, v in d.items()

@@ -113,3 +113,13 @@ def test_a_scorer_that_raises_leaves_the_templates_unscored():
 
     score_discovered([(state, "request")], Broken())
     assert state.candidates[0].score is None
+
+
+def test_only_the_size_of_a_library_object_is_observed(tmp_path):
+    import collections
+
+    state = _state()
+    state.observed_objects = ["tmp_path", "counts"]
+    texts = templates_at_site(state, {"tmp_path": tmp_path,
+                                      "counts": collections.Counter("aab")})
+    assert texts == ["assert len(counts) == 0"]  # no tmp_path.name, no Path properties
