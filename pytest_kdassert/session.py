@@ -4,8 +4,10 @@ Flow: :meth:`SuggestSession.discover` finds the sites of each collected test; af
 collection, :meth:`~SuggestSession.generate` gets candidates for all of them in one batched
 call; during each test call the trap from :meth:`~SuggestSession.trap_for` hands the test's
 frame at each site to :class:`~.isolation.SiteRunner` (allow-list, then a forked child under a
-time limit), and :meth:`~SuggestSession.rerun_guard` checks grounded values for stability
-(:mod:`.flakiness`); at the end :meth:`~SuggestSession.decide` picks each site's suggestion.
+time limit; at a site's first instance, templates over the state of the test's objects
+join them first, see :mod:`.observed`), and :meth:`~SuggestSession.rerun_guard` checks
+grounded values for stability (:mod:`.flakiness`); at the end :meth:`~SuggestSession.decide`
+has the model score those templates and picks each site's suggestion.
 The pytest hooks that drive it are in :mod:`pytest_kdassert.hooks`.
 """
 
@@ -330,7 +332,12 @@ class SuggestSession:
                                                for s in self.states.values())
 
     def _discover(self, state: SiteState, frame_locals) -> None:
-        texts = observed.templates_at_site(state, frame_locals, self.project)
+        try:
+            texts = observed.templates_at_site(state, frame_locals, self.project)
+        except Exception:  # noqa: BLE001 - an odd object costs its templates, not the site
+            logger.info("kdassert: no observed state at %s", state.site.qualname, exc_info=True)
+            state.discovered = []
+            return
         start = len(state.candidates)
         self._screen(state, [RawCandidate(t, None, start + j) for j, t in enumerate(texts)],
                      origin=Origin.TEMPLATE)
