@@ -1,8 +1,11 @@
-"""Observed-state templates (issue 17, item 1): checks of what the test left without a name.
+"""A site's templates, and the observed-state ones (issue 17, item 1): checks of what the
+test left without a name.
 
-Besides its last-assigned variables, a test holds objects whose state is worth pinning: what
-the focal call returned and what the test acted on (``t.add_row(...)``). Their expressions
-(``len(t)``, ``t.colcount``) can only be listed where the objects exist, at the site:
+At collection :func:`site_templates` offers the templates the test's source names: its
+last-assigned variables, the size of the objects it acted on, the value of the call it
+dropped just before the site. Besides those, a test holds objects whose state is worth
+pinning: what the focal call returned and what the test acted on (``t.add_row(...)``).
+Their expressions (``len(t)``, ``t.colcount``) can only be listed where the objects exist:
 :func:`templates_at_site` lists them from the types' and instances' dictionaries
 (:func:`~.templates.state_expressions`: no property, ``__getattr__`` or ``__len__`` runs in
 the test's process), once per site, at its first instance. Each becomes a template
@@ -21,7 +24,15 @@ import logging
 from pytest_kdassert.focal import is_library
 from pytest_kdassert.outcomes import Origin, Outcome
 from pytest_kdassert.sites import SiteState
-from pytest_kdassert.templates import expression_templates, state_expressions
+from pytest_kdassert.templates import (
+    acted_on_names,
+    assigned_names,
+    expression_templates,
+    final_call,
+    observed_objects,
+    state_expressions,
+    template_candidates,
+)
 from pytest_kdassert.verify import CandidateCheck
 
 logger = logging.getLogger(__name__)
@@ -32,6 +43,32 @@ and a check of the grounded text in the site's child)."""
 
 RERUN_KEY = "observed"
 """Key of the flakiness re-run's payload that carries the templates discovered at the site."""
+
+
+def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
+    """Templates over the test's last-assigned variables, then over the state it left
+    without a name: the size of objects it acted on, and the value of the call statement just
+    before the site (it comes last: calling it again may change what later candidates see).
+    Also notes the objects whose state the site observes (:func:`templates_at_site`)."""
+    acted = acted_on_names(node, state.before_line, state.test_names)
+    assigned = assigned_names(node, state.before_line)
+    state.observed_objects = observed_objects(assigned, acted, state.focal_names)
+    state.unittest_style = unittest_style
+    expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
+    state.discarded_call = final_call(node, state.before_line)
+    if state.discarded_call is not None:
+        expressions.append(state.discarded_call)
+    templates = [*template_candidates(assigned, unittest_style),
+                 *expression_templates(expressions, unittest_style)]
+    if state.discarded_call is not None:
+        # What the test called last and dropped is what it left unchecked: among equals its
+        # check ranks first, though it runs last.
+        state.ranks[templates[-1]] = -1
+    return templates
+
+
+MAX_ACTED_ON = 2
+"""Objects the test called methods on whose size is offered as a template."""
 
 
 def templates_at_site(state: SiteState, frame_locals,

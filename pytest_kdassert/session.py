@@ -53,14 +53,7 @@ from pytest_kdassert.sites import (
     why_redundant,
 )
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
-from pytest_kdassert.templates import (
-    acted_on_names,
-    assigned_names,
-    expression_templates,
-    final_call,
-    observed_objects,
-    template_candidates,
-)
+from pytest_kdassert.templates import assigned_names
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
 
 logger = logging.getLogger(__name__)
@@ -120,7 +113,7 @@ class SuggestSession:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, namespace)
                 if self.settings.ground and self.settings.templates:
-                    state.templates = site_templates(info.node, state,
+                    state.templates = observed.site_templates(info.node, state,
                                                      _is_unittest(test_class))
             state.site.nodeids.append(nodeid)
             states.append(state)
@@ -412,32 +405,6 @@ class HelperLookup:
             obj = getattr(obj, "__func__", obj)
             return obj if inspect.isfunction(obj) else None
         return None
-
-
-def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
-    """Templates over the test's last-assigned variables, then over the state it left
-    without a name: the size of objects it acted on, and the value of the call statement just
-    before the site (it comes last: calling it again may change what later candidates see).
-    Also notes the objects whose attributes the site observes (:mod:`.observed`)."""
-    acted = acted_on_names(node, state.before_line, state.test_names)
-    assigned = assigned_names(node, state.before_line)
-    state.observed_objects = observed_objects(assigned, acted, state.focal_names)
-    state.unittest_style = unittest_style
-    expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
-    state.discarded_call = final_call(node, state.before_line)
-    if state.discarded_call is not None:
-        expressions.append(state.discarded_call)
-    templates = [*template_candidates(assigned, unittest_style),
-                 *expression_templates(expressions, unittest_style)]
-    if state.discarded_call is not None:
-        # What the test called last and dropped is what it left unchecked: among equals its
-        # check ranks first, though it runs last.
-        state.ranks[templates[-1]] = -1
-    return templates
-
-
-MAX_ACTED_ON = 2
-"""Objects the test called methods on whose size is offered as a template."""
 
 
 def _is_unittest(test_class: type | None) -> bool:

@@ -63,7 +63,8 @@ class SiteState:
     test_names: frozenset[str] = frozenset()
     """The test's parameters and the names it binds before the site."""
     ranks: dict[str, int] = field(default_factory=dict)
-    """Rank of a proposed text when it is not its place in the list (see ``site_templates``)."""
+    """Rank of a proposed text when it is not its place in the list (see
+    :func:`~.observed.site_templates`)."""
     last_binding: tuple[str, str] | None = None
     """(call source, name) when the statement just before the site is ``name = call``."""
     discarded_call: str | None = None
