@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from pytest_kdassert.observed import RERUN_KEY, adopt, rerun_payload
 from pytest_kdassert.sandbox import Failure, Standby
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class RerunGuard:
                                    if any(text is not None for text in seen))
                   for pos, state in enumerate(states)}
         limit = self.session.settings.timeout + 2 * (time.monotonic() - self._started)
-        answer = self._standby.go(wanted, limit)
+        answer = self._standby.go({**wanted, **rerun_payload(states, wanted)}, limit)
         self._standby = None
         self._merge(states, answer)
 
@@ -78,6 +79,7 @@ class RerunGuard:
         """In the child: run the body again, grounding only the candidates in ``wanted``."""
         _reseed()
         states = self.session.by_test[self.nodeid][1]
+        adopt(states, wanted.pop(RERUN_KEY, {}))  # templates found at the site after the fork
         only = {int(pos): set(indices) for pos, indices in wanted.items()}
         for pos, state in enumerate(states):
             for index in only.get(pos, ()):

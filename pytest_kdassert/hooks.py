@@ -29,6 +29,8 @@ class KdassertHooks:
         self.config = config
         self.session = SuggestSession(settings, config.rootpath, notice=self._notice)
         self.result_lines: list[str] | None = None
+        self._model = None
+        """The suggester of this run (None before collection ends)."""
         self._collect_only = bool(config.getoption("collectonly", False))
 
     def _notice(self, message: str) -> None:
@@ -51,17 +53,24 @@ class KdassertHooks:
         self.session.collection_done()
         if self._collect_only or not self.session.states:
             return
-        suggester = self._suggester()
+        suggester = self._model = self._suggester()
         try:
             self.session.generate(suggester)
         finally:
-            model = getattr(suggester, "inner", suggester)
-            if isinstance(model, WorkerSuggester):
-                model.close()
+            if not self.session.scores_at_end():
+                self._close_worker()
         if isinstance(suggester, CachedSuggester) and suggester.hits:
             self.session.messages.append(
                 f"kdassert: {suggester.hits} of {suggester.hits + suggester.misses} model "
                 "result(s) came from pytest's cache (--cache-clear regenerates them)")
+
+    def _close_worker(self) -> None:
+        """End the model's process, if it runs: after generation, or at the end of the
+        run when it scores the templates found at the sites (it waits, idle, meanwhile:
+        loading the model again would take seconds)."""
+        model = getattr(self._model, "inner", self._model)
+        if isinstance(model, WorkerSuggester):
+            model.close()
 
     def _suggester(self):
         stub = self.config.hook.pytest_kdassert_suggester(config=self.config)
@@ -112,6 +121,7 @@ class KdassertHooks:
         try:
             self.result_lines = finish(self.session, interrupted, input, _write_out)
         finally:
+            self._close_worker()
             if reviewing and capman is not None:
                 capman.resume_global_capture()
 
@@ -126,6 +136,7 @@ class KdassertHooks:
     def pytest_unconfigure(self, config) -> None:
         # Before pytest's own end-of-run garbage collections, which walk every live object.
         self.session.release()
+        self._close_worker()  # if the run ended before pytest_sessionfinish
 
 
 def _write_out(text: str) -> None:

@@ -40,7 +40,7 @@ class Origin(_Word):
 
     MODEL = "model"  # the model's text as-is
     GROUNDED = "grounded"  # the model's text with the observed value filled in
-    TEMPLATE = "template"  # ``assert <variable> == 0`` over a variable the test assigned
+    TEMPLATE = "template"  # ``assert <expr> == 0`` over a test variable or an object's state
     OBSERVED = "observed"  # a template with the observed value filled in
     EXEMPLAR = "exemplar"  # another test's assertion, renamed to this test's names
     RECALLED = "recalled"  # an exemplar with the observed value filled in
@@ -48,8 +48,8 @@ class Origin(_Word):
 
 ORIGIN_WORDS = {Origin.MODEL: "written by the model",
                 Origin.GROUNDED: "the model's check with the value seen in the run",
-                Origin.TEMPLATE: "a check of a test variable",
-                Origin.OBSERVED: "a test variable with the value seen in the run",
+                Origin.TEMPLATE: "a check of a test variable or object",
+                Origin.OBSERVED: "a test variable or object with the value seen in the run",
                 Origin.EXEMPLAR: "a check another test of the project makes",
                 Origin.RECALLED: "another test's check with the value seen in the run"}
 """How the summary names each origin, in words a reader needs no legend for."""

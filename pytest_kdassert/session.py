@@ -4,8 +4,10 @@ Flow: :meth:`SuggestSession.discover` finds the sites of each collected test; af
 collection, :meth:`~SuggestSession.generate` gets candidates for all of them in one batched
 call; during each test call the trap from :meth:`~SuggestSession.trap_for` hands the test's
 frame at each site to :class:`~.isolation.SiteRunner` (allow-list, then a forked child under a
-time limit), and :meth:`~SuggestSession.rerun_guard` checks grounded values for stability
-(:mod:`.flakiness`); at the end :meth:`~SuggestSession.decide` picks each site's suggestion.
+time limit; at a site's first instance, templates over the state of the test's objects
+join them first, see :mod:`.observed`), and :meth:`~SuggestSession.rerun_guard` checks
+grounded values for stability (:mod:`.flakiness`); at the end :meth:`~SuggestSession.decide`
+has the model score those templates and picks each site's suggestion.
 The pytest hooks that drive it are in :mod:`pytest_kdassert.hooks`.
 """
 
@@ -19,7 +21,7 @@ import unittest
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_kdassert import sandbox
+from pytest_kdassert import observed, sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.adapt import adapt_assertion
@@ -51,13 +53,7 @@ from pytest_kdassert.sites import (
     why_redundant,
 )
 from pytest_kdassert.suggester import RawCandidate, SuggestRequest, as_raw_candidates
-from pytest_kdassert.templates import (
-    acted_on_names,
-    assigned_names,
-    expression_templates,
-    final_call,
-    template_candidates,
-)
+from pytest_kdassert.templates import assigned_names
 from pytest_kdassert.verify import CandidateCheck, FrameTrap, Verifier
 
 logger = logging.getLogger(__name__)
@@ -89,6 +85,9 @@ class SuggestSession:
         exemplars."""
         self.pool_size: int | None = None
         """Assertions in the exemplar pool (None: no pool was built)."""
+        self.scorer = None
+        """The suggester, when it scores texts: it scores the templates found at the sites."""
+        self._requests: dict[tuple, SuggestRequest] = {}
         self.runner = SiteRunner(self.verifier, Path(rootpath), self.project,
                                  ground=settings.ground,
                                  isolated=settings.isolation and sandbox.AVAILABLE,
@@ -114,7 +113,7 @@ class SuggestSession:
                 state = self.states[site.key] = SiteState(site)
                 self._find_focal(state, info.node, namespace)
                 if self.settings.ground and self.settings.templates:
-                    state.templates = site_templates(info.node, state,
+                    state.templates = observed.site_templates(info.node, state,
                                                      _is_unittest(test_class))
             state.site.nodeids.append(nodeid)
             states.append(state)
@@ -180,6 +179,9 @@ class SuggestSession:
             return
         for state, raw in zip(states, results, strict=False):
             self._screen(state, as_raw_candidates(raw))
+        if hasattr(suggester, "score"):
+            self.scorer = suggester
+            self._requests = {s.site.key: r for s, r in zip(states, requests, strict=True)}
         self._add_scored(states, requests, suggester, Origin.EXEMPLAR,
                          [self._exemplar_candidates(s) for s in states])
         self._add_scored(states, requests, suggester, Origin.TEMPLATE,
@@ -281,7 +283,8 @@ class SuggestSession:
         code, states = entry
         on_line, on_return = {}, None
         for pos, state in enumerate(states):
-            if not state.screened or (only is not None and pos not in only):
+            if not (state.screened or self._discovers(state, observing)) \
+                    or (only is not None and pos not in only):
                 continue
             wanted = None if only is None else only[pos]
             if state.site.mode == APPEND_MODE:
@@ -309,9 +312,36 @@ class SuggestSession:
         for state in self.by_test.get(nodeid, (None, []))[1]:
             state.failed_nodeids.append(nodeid)
 
+    def _discovers(self, state: SiteState, observing: bool) -> bool:
+        """Whether this run of the site lists its observed-state templates (:mod:`.observed`):
+        at its first instance, and only where candidates run in a sandbox child (a property's
+        code runs there, never in the test's process)."""
+        return state.discovered is None and bool(state.observed_objects) and not observing \
+            and self.runner.isolated and self.settings.verify
+
+    def scores_at_end(self) -> bool:
+        """Whether :meth:`decide` may ask the suggester to score templates found at sites."""
+        return self.scorer is not None and any(self._discovers(s, False)
+                                               for s in self.states.values())
+
+    def _discover(self, state: SiteState, frame_locals) -> None:
+        try:
+            texts = observed.templates_at_site(state, frame_locals, self.project)
+        except Exception:  # noqa: BLE001 - an odd object costs its templates, not the site
+            logger.info("kdassert: no observed state at %s", state.site.qualname, exc_info=True)
+            state.discovered = []
+            return
+        start = len(state.candidates)
+        self._screen(state, [RawCandidate(t, None, start + j) for j, t in enumerate(texts)],
+                     origin=Origin.TEMPLATE)
+        state.discovered = list(range(start, len(state.candidates)))
+        observed.run_first(state, state.discovered)
+
     def _evaluator(self, state: SiteState, observing: bool, only: set[int] | None):
         def evaluate(frame) -> None:
             try:
+                if self._discovers(state, observing):
+                    self._discover(state, frame.f_locals)
                 grounded = self.runner.evaluate(state, frame.f_globals, frame.f_locals,
                                                 observing=observing, only=only)
             except Exception:  # noqa: BLE001 - a bug of kdassert must not fail the user's test
@@ -325,6 +355,9 @@ class SuggestSession:
     # -- end of session -----------------------------------------------------------------
     def decide(self) -> None:
         """Pick every site's suggestion and queue it in the change set."""
+        if self.scorer is not None:
+            observed.score_discovered([(s, self._requests[k]) for k, s in self.states.items()
+                                       if s.discovered and k in self._requests], self.scorer)
         for state in self.states.values():
             decide(state, verified=self.settings.verify)
         self.changeset.changes.clear()
@@ -372,28 +405,6 @@ class HelperLookup:
             obj = getattr(obj, "__func__", obj)
             return obj if inspect.isfunction(obj) else None
         return None
-
-
-def site_templates(node, state: SiteState, unittest_style: bool) -> list[str]:
-    """Templates over the test's last-assigned variables, then over the state it left
-    without a name: the size of objects it acted on, and the value of the call statement just
-    before the site (it comes last: calling it again may change what later candidates see)."""
-    acted = acted_on_names(node, state.before_line, state.test_names)
-    expressions = [f"len({name})" for name in acted[:MAX_ACTED_ON]]
-    state.discarded_call = final_call(node, state.before_line)
-    if state.discarded_call is not None:
-        expressions.append(state.discarded_call)
-    templates = [*template_candidates(assigned_names(node, state.before_line), unittest_style),
-                 *expression_templates(expressions, unittest_style)]
-    if state.discarded_call is not None:
-        # What the test called last and dropped is what it left unchecked: among equals its
-        # check ranks first, though it runs last.
-        state.ranks[templates[-1]] = -1
-    return templates
-
-
-MAX_ACTED_ON = 2
-"""Objects the test called methods on whose size is offered as a template."""
 
 
 def _is_unittest(test_class: type | None) -> bool:

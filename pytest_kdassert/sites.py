@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from pytest_kdassert.core.assertions import dotted_name
 from pytest_kdassert.discovery import APPEND_MODE, Site
 from pytest_kdassert.grounding import rank_score
 from pytest_kdassert.outcomes import Origin, Outcome, Status
@@ -27,6 +28,11 @@ project (lark, 75 tests of ``grounding_onoff.py --data data/corpus/valid.jsonl``
 13.3% exact, 2 -> 14.7%, 8 -> 18.7%, 16 -> 17.3%, 32 -> 18.7%; the smallest best kept)."""
 
 FROM_EXEMPLAR = (Origin.EXEMPLAR, Origin.RECALLED)
+
+EMPTY_ATTRIBUTE_PENALTY = 1.0
+"""Subtracted from the rank score of an observed attribute at an empty value (``assert
+t.title == ''``): most often the default its constructor set, not what the test did."""
+_EMPTY_LITERALS = frozenset({"''", "b''", "[]", "()", "{}", "set()"})
 
 
 @dataclass
@@ -57,11 +63,18 @@ class SiteState:
     test_names: frozenset[str] = frozenset()
     """The test's parameters and the names it binds before the site."""
     ranks: dict[str, int] = field(default_factory=dict)
-    """Rank of a proposed text when it is not its place in the list (see ``site_templates``)."""
+    """Rank of a proposed text when it is not its place in the list (see
+    :func:`~.observed.site_templates`)."""
     last_binding: tuple[str, str] | None = None
     """(call source, name) when the statement just before the site is ``name = call``."""
     discarded_call: str | None = None
     """The call statement just before the site whose value the test dropped (normalised)."""
+    observed_objects: list[str] = field(default_factory=list)
+    """The test's objects whose state is observed at the site (:mod:`.observed`)."""
+    unittest_style: bool = False
+    """The test is a ``unittest.TestCase`` method: templates use ``self.assertEqual``."""
+    discovered: list[int] | None = None
+    """Indices of the templates discovered at the site's first instance (None: not yet)."""
     exemplars: list = field(default_factory=list)
     """The project's most similar other assertions (:class:`~.core.exemplars.Exemplar`)."""
     rerun_failed: bool = False
@@ -91,6 +104,7 @@ def decide(state: SiteState, verified: bool = True) -> None:
     """
     state.chosen = None
     drop_unstable(state)
+    drop_unset_attributes(state)
     if state.failed_nodeids:
         state.status = Status.TEST_FAILED
         return
@@ -98,6 +112,8 @@ def decide(state: SiteState, verified: bool = True) -> None:
     usable = [state.candidates[i] for i in state.screened
               if state.candidates[i].outcome == wanted]
     usable = [c for c in usable if not _superseded(state, c)] or usable
+    weaker = _weaker_sizes(usable)
+    usable = [c for c in usable if id(c) not in weaker]
     if usable:
         state.chosen = min(usable, key=lambda c: rank_key(c, state.focal_names,
                                                            state.input_names))
@@ -144,29 +160,52 @@ def why_redundant(text: str, existing: frozenset[str],
 
 
 def _name_and_literal(text: str) -> tuple[str, str] | None:
-    """``(name, literal source)`` of ``assert name == lit`` / ``self.assertEqual(name, lit)``."""
+    """``(name, literal source)`` of ``assert name == lit`` / ``self.assertEqual(name, lit)``
+    (a dotted name too: ``t.title``)."""
+    nodes = _pinned_nodes(text, unittest=("assertEqual", "assertIs"))
+    if nodes is None or dotted_name(nodes[0]) is None:
+        return None
+    return dotted_name(nodes[0]), ast.unparse(nodes[1])
+
+
+def pinned_value(text: str) -> tuple[str, str] | None:
+    """``(expression, literal)`` of a check that pins an expression to a literal:
+    ``assert E == lit`` or ``is`` (either side), ``self.assertEqual(E, lit)``,
+    ``assertIs``, ``assertIsNone(E)``."""
+    nodes = _pinned_nodes(text, unittest=("assertEqual", "assertIs", "assertIsNone"))
+    return None if nodes is None else (ast.unparse(nodes[0]), ast.unparse(nodes[1]))
+
+
+def _pinned_nodes(text: str, unittest: tuple[str, ...]) -> tuple[ast.expr, ast.expr] | None:
     try:
         stmt = ast.parse(text).body[0]
     except (SyntaxError, IndexError, ValueError, RecursionError):
         return None
     if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare) \
             and len(stmt.test.ops) == 1 and isinstance(stmt.test.ops[0], (ast.Eq, ast.Is)):
-        left, right = stmt.test.left, stmt.test.comparators[0]
+        sides = [stmt.test.left, stmt.test.comparators[0]]
     elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) \
-            and isinstance(stmt.value.func, ast.Attribute) \
-            and stmt.value.func.attr in ("assertEqual", "assertIs") and len(stmt.value.args) == 2:
-        left, right = stmt.value.args
+            and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr in unittest:
+        sides = list(stmt.value.args)
+        if stmt.value.func.attr == "assertIsNone" and len(sides) == 1:
+            sides.append(ast.Constant(None))
     else:
         return None
-    if isinstance(right, ast.Name):
-        left, right = right, left
-    if not isinstance(left, ast.Name):
+    if len(sides) != 2:
         return None
-    try:
-        ast.literal_eval(right)
-    except (ValueError, TypeError, SyntaxError, RecursionError):
-        return None
-    return left.id, ast.unparse(right)
+    for expr, literal in (sides, sides[::-1]):
+        if _is_plain_literal(literal) and not _is_plain_literal(expr):
+            return expr, literal
+    return None
+
+
+def _weaker_sizes(usable: list[CandidateCheck]) -> set[int]:
+    """Ids of passing ``assert len(x) == 2`` checks where ``assert x == [1, 2]`` passes too:
+    the value says all its size does, and more."""
+    pinned = [pinned_value(c.text) for c in usable]
+    exprs = {p[0] for p in pinned if p is not None}
+    return {id(c) for c, p in zip(usable, pinned, strict=True)
+            if p is not None and p[0].startswith("len(") and p[0][4:-1] in exprs}
 
 
 def reads_test_names(text: str, test_names: frozenset[str]) -> bool:
@@ -224,7 +263,8 @@ def use_bound_name(text: str, call: str, name: str) -> str:
 
 
 def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, str]:
-    """Names whose last binding before ``before_line`` is a plain literal, with its source."""
+    """Names and attributes (``t.title``) whose last binding before ``before_line`` is a
+    plain literal, with its source. Rebinding a name forgets its attributes' literals."""
     bound: dict[str, str | None] = {}
     for stmt in statements:
         if stmt.lineno >= before_line:
@@ -232,11 +272,17 @@ def literal_bindings(statements: list[ast.stmt], before_line: int) -> dict[str, 
         targets = stmt.targets if isinstance(stmt, ast.Assign) else (
             [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else [])
         for target in targets:
-            for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name)):
-                bound[name] = None
+            for node in ast.walk(target):
+                if isinstance(node, ast.Name):
+                    bound[node.id] = None
+                    if isinstance(node.ctx, ast.Store):
+                        bound = {k: v for k, v in bound.items()
+                                 if not k.startswith(node.id + ".")}
+            if dotted_name(target) is not None:
+                bound[dotted_name(target)] = None
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
-                and isinstance(stmt.targets[0], ast.Name) and _is_plain_literal(stmt.value):
-            bound[stmt.targets[0].id] = ast.unparse(stmt.value)
+                and dotted_name(stmt.targets[0]) is not None and _is_plain_literal(stmt.value):
+            bound[dotted_name(stmt.targets[0])] = ast.unparse(stmt.value)
     return {name: lit for name, lit in bound.items() if lit is not None}
 
 
@@ -259,7 +305,29 @@ def rank_key(check: CandidateCheck, focal_names: set[str],
     if check.origin in FROM_EXEMPLAR and check.similarity is not None:
         base += EXEMPLAR_BONUS * check.similarity
     score = rank_score(check.text, base, focal_names, input_names)
+    if observed_attribute_value(check) in _EMPTY_LITERALS:
+        score -= EMPTY_ATTRIBUTE_PENALTY
     return (-score, check.rank, check.origin != Origin.MODEL)
+
+
+def observed_attribute_value(check: CandidateCheck) -> str | None:
+    """The literal an observed attribute template was grounded to (``'x'`` for ``assert
+    t.title == 'x'``), or None for any other candidate."""
+    if check.origin != Origin.OBSERVED:
+        return None
+    nodes = _pinned_nodes(check.text, unittest=("assertEqual", "assertIs", "assertIsNone"))
+    if nodes is None or not isinstance(nodes[0], ast.Attribute):
+        return None
+    return ast.unparse(nodes[1])
+
+
+def drop_unset_attributes(state: SiteState) -> None:
+    """An observed attribute that is None (``assert field.data_key is None``) is most often
+    an option the test never set: it is not suggested."""
+    for check in state.candidates:
+        if check.outcome == Outcome.PASSED and observed_attribute_value(check) == "None":
+            check.outcome = Outcome.REDUNDANT
+            check.detail = "an attribute left None: most often an option the test never set"
 
 
 def drop_unstable(state: SiteState) -> None:

@@ -11,6 +11,9 @@ template decides between them and its beam candidates. Pure: no pytest, no torch
 from __future__ import annotations
 
 import ast
+import functools
+import keyword
+import types
 
 MAX_TEMPLATES = 4
 """Variables offered per site, most recently assigned first."""
@@ -112,33 +115,63 @@ def _is_check_call(call: ast.Call) -> bool:
     return name.startswith(("assert", "check", "verify", "expect"))
 
 
-def state_expressions(obj_name: str, obj) -> list[str]:
+def state_expressions(obj_name: str, obj, limit: int = MAX_ATTRIBUTES,
+                      attributes: bool = True) -> list[str]:
     """Expressions over one of the test's objects worth pinning: ``len(x)`` of a sized
-    container, and up to :data:`MAX_ATTRIBUTES` public data attributes and properties of an
-    instance (no callables, no ``_names``). Reads ``vars()`` and the class only: nothing of
-    the object runs here."""
-    if isinstance(obj, (type, ast.AST)) or callable(obj) or _is_module(obj):
+    container, and (with ``attributes``) up to ``limit`` public data attributes and
+    properties of an instance (instance values of a literal kind, properties and slots of
+    its class; no callables, no ``_names``).
+
+    Reads the type's and the instance's dictionaries only, as :func:`inspect.getattr_static`
+    does: no property, ``__getattr__``, ``__len__`` or ``__class__`` of the object runs here.
+    The values are read when the templates run, in the site's sandbox child.
+    """
+    kind = type(obj)
+    if callable(obj) or issubclass(kind, _NOT_STATE):
         return []
-    found = []
-    if hasattr(type(obj), "__len__") and not isinstance(obj, (str, bytes)):
-        found.append(f"len({obj_name})")
-    attributes = []
-    instance_vars = getattr(obj, "__dict__", None)
-    if isinstance(instance_vars, dict):
-        attributes += [k for k, v in instance_vars.items()
-                       if isinstance(k, str) and k.isidentifier() and not k.startswith("_")
-                       and not callable(v)]
-    for klass in type(obj).__mro__[:-1]:
-        attributes += [k for k, v in vars(klass).items()
-                       if isinstance(v, property) and not k.startswith("_")]
-    found += [f"{obj_name}.{a}" for a in list(dict.fromkeys(attributes))[:MAX_ATTRIBUTES]]
-    return found
+    class_dicts = [_type_dict(k) for k in _type_mro(kind)[:-1]]
+    found = [f"len({obj_name})"] if any("__len__" in d for d in class_dicts) else []
+    if not attributes:
+        return found
+    names = [k for k, v in _instance_dict(class_dicts, obj).items()
+             if type(k) is str and type(v) in _LITERAL_KINDS]
+    names += [k for d in class_dicts for k, v in d.items()
+              if issubclass(type(v), _STATE_DESCRIPTORS)]
+    public = [n for n in dict.fromkeys(names)
+              if n.isidentifier() and not n.startswith("_") and not keyword.iskeyword(n)]
+    return found + [f"{obj_name}.{n}" for n in public[:limit]]
 
 
-def _is_module(obj) -> bool:
-    import types
+_NOT_STATE = (type, types.ModuleType, ast.AST, str, bytes)
+"""Kinds whose attributes are not a test's state (``len`` of a string is its literal's)."""
+_LITERAL_KINDS = frozenset({bool, int, float, complex, str, bytes, type(None), list, tuple,
+                            set, dict})
+"""Instance values worth a template: grounding can write them (when short enough)."""
+_STATE_DESCRIPTORS = (property, functools.cached_property, types.MemberDescriptorType)
+"""Class attributes that read an instance's state: properties and ``__slots__``."""
+_type_dict = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
 
-    return isinstance(obj, types.ModuleType)
+
+def _instance_dict(class_dicts: list, obj) -> dict:
+    """The instance's ``__dict__`` when the standard slot holds it (a class that defines its
+    own ``__dict__`` descriptor gets nothing: reading it would run that class's code)."""
+    for class_dict in class_dicts:
+        if "__dict__" in class_dict:
+            slot = class_dict["__dict__"]
+            if type(slot) is not types.GetSetDescriptorType:
+                return {}
+            value = slot.__get__(obj)
+            return value if type(value) is dict else {}
+    return {}
+
+
+def observed_objects(assigned: list[str], acted: list[str], results: set[str],
+                     limit: int = 3) -> list[str]:
+    """The test's objects whose state the site observes, best first: what the focal call
+    returned (``results``), what the test acted on, then the variable it assigned last."""
+    ordered = [n for n in assigned if n in results] + acted + assigned[:1]
+    return [n for n in dict.fromkeys(ordered) if n != "self"][:limit]
 
 
 def expression_templates(expressions: list[str], unittest_style: bool) -> list[str]:

@@ -31,3 +31,16 @@ def fixed_suggester(candidates: dict) -> str:
 
 NO_CANDIDATES = fixed_suggester({})
 """Conftest source of a suggester that proposes nothing (templates and exemplars still run)."""
+
+
+_SCORING = _TEMPLATE.replace("""    def suggest(self, requests):""", """    def score(self, requests, texts):
+        return [[SCORES.get(t, {default!r}) for t in site] for site in texts]
+
+    def suggest(self, requests):""").replace("CANDIDATES = {candidates!r}",
+                                        "CANDIDATES = {candidates!r}\nSCORES = {scores!r}")
+
+
+def scoring_suggester(candidates: dict, scores: dict[str, float], default: float = -5.0) -> str:
+    """Like :func:`fixed_suggester`, with a ``score`` method: the model's score of a text is
+    ``scores[text]`` (``default`` for the rest)."""
+    return _SCORING.format(candidates=candidates, scores=scores, default=default)

@@ -14,6 +14,7 @@ from pytest_kdassert.sites import (
     last_binding,
     literal_bindings,
     names_bound_by_test,
+    pinned_value,
     rank_key,
     reads_test_names,
     use_bound_name,
@@ -170,6 +171,20 @@ def test_why_redundant_catches_repeats_and_restated_literals():
     assert why_redundant("assert n == 6", frozenset({"assert n == 5"}), bindings) is None
 
 
+def test_an_attribute_the_test_set_to_a_literal_is_not_checked_again():
+    import ast as _ast
+
+    statements = _ast.parse("t = T()\nt.title = 'x'\nt.size = n()\nu = U()\nu.a = 1\n"
+                            "u = U()\n").body
+    bindings = literal_bindings(statements, before_line=99)
+    assert bindings == {"t.title": "'x'"}  # u was rebound: its attribute's literal is gone
+    assert why_redundant("assert t.title == 'x'", frozenset(), bindings) \
+        == "restates the literal the test assigned to t.title"
+    assert why_redundant("self.assertEqual(t.title, 'x')", frozenset(), bindings)
+    assert why_redundant("assert t.title == 'y'", frozenset(), bindings) is None
+    assert why_redundant("assert u.a == 1", frozenset(), bindings) is None
+
+
 def test_a_grounded_form_that_reads_differently_wins():
     model = _check("assert flag == 0", -0.1, 0)
     grounded = _check("assert flag is False", -0.1, 0, origin=Origin.GROUNDED)
@@ -188,3 +203,43 @@ def test_checking_only_the_inputs_ranks_below_checking_the_output():
     state.input_names = frozenset({"data"})
     decide(state)
     assert state.chosen is on_output
+
+
+def test_pinned_value_reads_the_expression_and_its_literal():
+    assert pinned_value("assert len(x) == 2") == ("len(x)", "2")
+    assert pinned_value("assert [1] == f(y)") == ("f(y)", "[1]")
+    assert pinned_value("self.assertIsNone(t.key)") == ("t.key", "None")
+    assert pinned_value("self.assertEqual(t.key, 'a')") == ("t.key", "'a'")
+    assert pinned_value("assert x > 2") is None and pinned_value("assert a == b") is None
+
+
+def test_a_size_is_not_suggested_where_the_whole_value_passes():
+    state = _state(_check("assert len(o) == 1", -0.1, 0, origin=Origin.OBSERVED),
+                   _check("assert o == {'a': [1, 2]}", -2.0, 1, origin=Origin.OBSERVED))
+    decide(state)
+    assert state.chosen.text == "assert o == {'a': [1, 2]}"
+    alone = _state(_check("assert len(o) == 1", -0.1, 0, origin=Origin.OBSERVED))
+    decide(alone)
+    assert alone.chosen.text == "assert len(o) == 1"
+
+
+def test_an_observed_attribute_left_none_is_not_suggested():
+    state = _state(_check("assert field.data_key is None", -0.1, 0, origin=Origin.OBSERVED),
+                   _check("self.assertIsNone(field.other)", -0.1, 1, origin=Origin.OBSERVED))
+    decide(state)
+    assert state.chosen is None and state.status == Status.NO_VERIFIED_CANDIDATE
+    assert {c.outcome for c in state.candidates} == {Outcome.REDUNDANT}
+    model = _state(_check("assert result.error is None", -0.1, 0))  # the model's own check
+    decide(model)
+    assert model.chosen is not None
+
+
+def test_an_observed_attribute_at_an_empty_value_ranks_below_one_with_a_value():
+    state = _state(_check("assert t.title == ''", -1.0, 0, origin=Origin.OBSERVED),
+                   _check("assert t.colcount == 2", -1.5, 1, origin=Origin.OBSERVED))
+    decide(state)
+    assert state.chosen.text == "assert t.colcount == 2"
+    variable = _state(_check("assert title == ''", -1.0, 0, origin=Origin.OBSERVED),
+                      _check("assert t.colcount == 2", -1.5, 1, origin=Origin.OBSERVED))
+    decide(variable)
+    assert variable.chosen.text == "assert title == ''"  # a variable's value is no default

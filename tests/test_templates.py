@@ -12,6 +12,7 @@ from pytest_kdassert.templates import (
     assigned_names,
     expression_templates,
     final_call,
+    observed_objects,
     state_expressions,
     template_candidates,
 )
@@ -141,7 +142,7 @@ def test_templates_are_grounded_verified_and_ranked_by_the_model(pytester):
     # unittest style; assertTrue is a weak check, so the observed value wins
     assert sites["TestUnit.test_items"]["chosen"] == "self.assertEqual(items, ['x'])"
     result.stdout.fnmatch_lines(["*3 site(s) wanting an assertion, 3 with a suggestion "
-                                 "(3 a test variable with the value seen in the run)*"])
+                                 "(3 a test variable or object with the value seen in the run)*"])
 
 
 @pytest.mark.slow
@@ -209,3 +210,66 @@ def test_state_expressions_read_data_attributes_properties_and_len():
     assert state_expressions("m", os) == [] and state_expressions("f", len) == []
     assert expression_templates(["len(table)"], unittest_style=True) == [
         "self.assertEqual(len(table), 0)"]
+
+
+class _Touchy:
+    """Every way reading it could run its code counts in ``touched``."""
+
+    touched: list = []
+
+    def __init__(self):
+        self.size = 2
+        self.parent = _Table()  # an object: no literal to write
+        setattr(self, "class", 1)  # a keyword: no expression can read it
+
+    def __getattr__(self, name):
+        _Touchy.touched.append(("getattr", name))
+        raise AttributeError(name)
+
+    def __getattribute__(self, name):
+        if not name.startswith("__"):
+            _Touchy.touched.append(("getattribute", name))
+        return object.__getattribute__(self, name)
+
+    def __len__(self):
+        _Touchy.touched.append("len")
+        return 2
+
+    @property
+    def __class__(self):  # noqa: F811 - what unittest.mock does
+        _Touchy.touched.append("__class__")
+        return int
+
+    @property
+    def total(self):
+        _Touchy.touched.append("total")
+        return 3
+
+
+class _Slotted:
+    __slots__ = ("x", "_y")
+
+
+class _OwnDict:
+    @property
+    def __dict__(self):  # noqa: PLW3201
+        raise AssertionError("read")
+
+    @property
+    def ok(self):
+        return 1
+
+
+def test_state_expressions_run_nothing_of_the_object():
+    assert state_expressions("t", _Touchy()) == ["len(t)", "t.size", "t.total"]
+    assert _Touchy.touched == []
+    assert state_expressions("s", _Slotted()) == ["s.x"]
+    assert state_expressions("o", _OwnDict()) == ["o.ok"]  # its own __dict__ is not read
+    assert state_expressions("t", _Table(), limit=1) == ["len(t)", "t.rows"]
+
+
+def test_observed_objects_put_the_focal_result_first():
+    assert observed_objects(["report", "table", "self"], ["table"], {"report", "summarize"}) \
+        == ["report", "table"]
+    assert observed_objects(["b", "a"], ["c", "d", "e"], set()) == ["c", "d", "e"]
+    assert observed_objects(["self"], [], set()) == []
