@@ -46,6 +46,12 @@ def adapt_assertion(assertion: str, exemplar_test: str, site_test: str,
     return ast.unparse(renamer.visit(module))
 
 
+def result_variable(masked_test: str) -> str | None:
+    """The name a masked test assigned last before its placeholder (None if unclear)."""
+    names = _test_names(masked_test)
+    return names.result if names is not None else None
+
+
 def _rename(old: str | None, new: str | None, used: set[str], taken: set[str],
             site: _TestNames) -> tuple[str, str] | None:
     """(old, new) when ``old`` may become ``new`` in an assertion that uses ``used``."""
