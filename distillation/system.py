@@ -110,8 +110,8 @@ def _lbfgs(x, y, site, sites: int, l2: float):
     def closure():
         optimizer.zero_grad()
         logits = x @ w
-        shift = torch.zeros(sites, dtype=x.dtype).index_reduce_(0, site, logits, "amax",
-                                                                include_self=False)
+        shift = torch.zeros(sites, dtype=x.dtype).scatter_reduce(0, site, logits, "amax",
+                                                                 include_self=False)
         e = torch.exp(logits - shift[site])
         total = torch.zeros(sites, dtype=x.dtype).index_add_(0, site, e)
         right = torch.zeros(sites, dtype=x.dtype).index_add_(0, site, e * y)

@@ -146,11 +146,16 @@ def statement_kind(text: str) -> str:
     return "other"
 
 
+def _is_singleton(value) -> bool:
+    """None, True, False or ``...``: constants that choose the check, not expected values."""
+    return any(value is s for s in (None, True, False, Ellipsis))
+
+
 def _family(kind: str) -> str:
     return kind.split(" ", 1)[0]
 
 
-def test_assertions(masked_test: str) -> list[str]:
+def written_assertions(masked_test: str) -> list[str]:
     """The assertions already in a masked test (``ast.unparse`` text), in source order."""
     try:
         module = ast.parse(masked_test.replace(PLACEHOLDER, f"{_SITE_CALL}()"))
@@ -165,7 +170,7 @@ class _Shape(ast.NodeTransformer):
         return ast.Name("_", node.ctx)
 
     def visit_Constant(self, node):  # noqa: N802 - ast API
-        return node if node.value in (None, True, False) else ast.Constant("_")
+        return node if _is_singleton(node.value) else ast.Constant("_")
 
     def visit_Attribute(self, node):  # noqa: N802 - ast API
         self.generic_visit(node)
@@ -218,7 +223,7 @@ def _origins(site: Site, exemplars: Sequence[Exemplar],
 def candidate_features(site: Site, focal_source: str, exemplars: Sequence[Exemplar],
                        stats: PoolStats | None = None) -> list[Ranked]:
     """Every candidate of a site (see the module docstring) with its features, unscored."""
-    siblings = test_assertions(site.masked_test)
+    siblings = written_assertions(site.masked_test)
     origins, adapted_texts = _origins(site, exemplars, siblings)
     context = _Context.of(site, focal_source, exemplars, siblings, adapted_texts, stats)
     return [Ranked(text, context.features(text, origin)) for text, origin in origins.items()]
@@ -268,8 +273,8 @@ class _Context:
     def _statement_features(self, text: str, stmt: ast.stmt) -> dict[str, float]:
         names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)} - _KNOWN_NAMES
         attributes = {n.attr for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
-        literals = [str(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Constant)
-                    and n.value not in (None, True, False, Ellipsis)]
+        literals = [str(n.value) for n in ast.walk(stmt)
+                    if isinstance(n, ast.Constant) and not _is_singleton(n.value)]
         unknown = sum(n not in self.mentioned for n in names)
         kind = statement_kind(text)
         out = {"unknown_names": unknown / len(names) if names else 0.0,
