@@ -6,6 +6,7 @@ import pytest
 
 from distillation.bench import BenchConfig, run_bench
 from distillation.system import ROW_NAME, fit_ranker, ranked_candidates, site_candidates
+from pytest_kdassert.core.adapt import adapted_siblings
 from pytest_kdassert.core.errors import ConfigError
 from pytest_kdassert.core.exemplars import Exemplar, PoolEntry, Site
 from pytest_kdassert.core.ranking import (
@@ -71,9 +72,11 @@ def test_shipped_weights_prefer_the_candidate_that_fits_the_test():
         Exemplar(entry("test_a", "    cart = Cart()\n    amount = cart.total()\n",
                        "assert amount == 3"), 0.6, 1),
     ]
-    ranked = rank_site(SITE, FOCAL, exemplars)
-    assert ranked[0].text == "assert total == 3"
-    assert ranked[0].score > ranked[1].score
+    site = Site(SITE.test_id, SITE.masked_test.replace("    assert cart.items\n", ""), SITE.focal_name)
+    ranked = rank_site(site, FOCAL, exemplars)
+    # the less similar exemplar, renamed to the test's result, beats one naming a stranger
+    assert [r.text for r in ranked] == ["assert total == 3", "assert wallet.empty", "assert amount == 3"]
+    assert ranked[0].score > ranked[1].score + 1.0
 
 
 def test_pool_counts_leave_the_site_own_test_out():
@@ -86,6 +89,19 @@ def test_pool_counts_leave_the_site_own_test_out():
     exemplar = Exemplar(pool[1], 0.5, 0)
     (item, *_) = candidate_features(SITE, FOCAL, [exemplar], stats)
     assert features(item)["log_text_prior"] == pytest.approx(0.6931, abs=1e-4)  # log(1 + 1)
+
+
+def test_the_test_own_assertions_are_adapted_to_its_result_variable():
+    masked = ("def test_twice():\n    first = parse('a')\n    assert first.name == 'a'\n"
+              "    assert first\n    second = parse('b')\n    <AssertPlaceHolder>\n")
+    assert adapted_siblings(masked) == ["assert second.name == 'a'", "assert second"]
+    site = Site("p:t.py::test_twice", masked)
+    items = {r.text: features(r) for r in candidate_features(site, "", [])}
+    assert items["assert second.name == 'a'"]["sibling_adapted"] == 1.0
+    assert items["assert first.name == 'a'"]["sibling"] == 1.0
+    assert items["assert second.name == 'a'"]["uses_result"] == 1.0
+    # the same variable assigned again: nothing to rename
+    assert adapted_siblings(masked.replace("second", "first")) == []
 
 
 def test_kinds_shapes_and_the_test_assertions():
