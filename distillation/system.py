@@ -15,7 +15,9 @@ minus ``l2 * |w|^2``. Sites without a correct candidate carry no signal and are 
 The weights are fitted on a *validation* file only (exemplars from that file itself, as
 the bench searches the test split for test examples) and applied unchanged to the scored
 data. No model is needed: the bundled model's beams are almost never right on held-out
-projects, and its log-probability as a ranking feature did not pay (see the README).
+projects (0.0% strict on the test sample), and its mean log-probability of each candidate as
+one more feature did not pay: 18.2% vs 18.0% strict, mean over four validation projects each
+held out of the fit (200 examples each), for 0.34 s of scoring per example on one thread.
 """
 
 from __future__ import annotations
