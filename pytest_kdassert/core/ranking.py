@@ -1,9 +1,10 @@
 """Ranking a site's candidate assertions from in-project evidence: one linear model.
 
 The candidates of a site are the texts of its top exemplars (:mod:`.exemplars`) with names
-adapted to the site (:mod:`.adapt`), the raw text of an exemplar that adaptation changed, and
-the assertions already written in the site's own test ("siblings": a test often checks the
-same thing twice). Each candidate gets the features of :data:`FEATURES`, computed from the
+adapted to the site (:mod:`.adapt`), the raw text of an exemplar that adaptation changed, the
+assertions already written in the site's own test ("siblings": a test often checks the same
+thing twice), and those siblings with their result variable renamed to the site's
+(:func:`~.adapt.adapted_siblings`). Each candidate gets the features of :data:`FEATURES`, computed from the
 masked test, the focal function's source, the exemplars and the project's pool only (no
 model), and the rank score is their weighted sum:
 
@@ -15,8 +16,9 @@ so the plugin and ``kdassert bench`` rank the same way. The weights are a condit
 
 Features (names only mean something to the weights; all are 0 where they do not apply):
 
-* ``exemplar``, ``raw``, ``sibling``: where the text came from (an adapted exemplar; only the
-  unadapted text of one; only the site's own test);
+* ``exemplar``, ``raw``, ``sibling``, ``sibling_adapted``: where the text came from (an
+  adapted exemplar; only the unadapted text of one; only the site's own test; only a sibling
+  renamed to the site's result variable);
 * ``similarity``, ``similarity_gap``, ``log_rank``, ``top``: the best exemplar that proposed
   it: its similarity, that minus the top exemplar's, ``log(1 + rank)``, rank 0;
 * ``log_votes``, ``log_lenient_votes``, ``log_shape_votes``: ``log(1 + n)`` of the exemplars
@@ -53,10 +55,11 @@ from pytest_kdassert.core.adapt import adapt_assertion, adapted_siblings, result
 from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind
 from pytest_kdassert.core.exemplars import Exemplar, PoolEntry, Site, code_tokens, function_key
 
-FEATURES = ("exemplar", "raw", "sibling", "sibling_adapted", "similarity", "similarity_gap", "log_rank", "top",
-            "log_votes", "log_lenient_votes", "log_shape_votes", "adapted", "in_test", "unknown_names", "any_unknown",
-            "unknown_attributes", "uses_result", "kind_share", "kind_absent", "log_kind_prior",
-            "log_text_prior", "log_length", "literal_coverage", "has_literal")
+FEATURES = ("exemplar", "raw", "sibling", "sibling_adapted", "similarity", "similarity_gap",
+            "log_rank", "top", "log_votes", "log_lenient_votes", "log_shape_votes", "adapted",
+            "in_test", "unknown_names", "any_unknown", "unknown_attributes", "uses_result",
+            "kind_share", "kind_absent", "log_kind_prior", "log_text_prior", "log_length",
+            "literal_coverage", "has_literal")
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "exemplar": -0.6856, "raw": -2.369, "sibling": 2.6294, "sibling_adapted": 0.4253,
@@ -68,7 +71,8 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
 }
 """Fitted on all 6,565 examples of ``data/corpus/valid.jsonl`` (astropy, babel, werkzeug, lark,
 nltk; exemplars from that file; 10 exemplars a site; L2 1e-3): 16.0% strict exact on it
-(adapted top exemplar: 12.9%), 16.0% mean over its four projects each held out of the fit."""
+(adapted top exemplar: 12.9%); 16.0% vs 13.0%, mean over its four projects each held out of
+the fit (``benchmarks/system_ranker_cv.py``). ``kdassert bench --system-valid`` refits them."""
 
 _KNOWN_NAMES = frozenset(dir(builtins)) | {"self", "cls"}
 _SITE_CALL = "__kdassert_site__"
