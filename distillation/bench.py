@@ -64,10 +64,10 @@ class BenchConfig:
     exemplar_pool: str | None = None
     """JSONL searched by the in-project rows (other tests of the same project); default ``data``."""
     system_valid: str | None = None
-    """Validation JSONL: adds a ``system`` row per model (its beams and the adapted exemplars
-    under one ranker whose weights are fitted on this file only; see distillation.system)."""
-    system_valid_limit: int = 500
-    """Validation examples the system ranker is fitted on."""
+    """Validation JSONL: adds the ``system (ranker)`` row (in-project candidates under a ranker
+    whose weights are fitted on this file only, exemplars from it too; see distillation.system)."""
+    system_valid_limit: int | None = None
+    """Validation examples the system ranker is fitted on (the first N; None: all)."""
 
     def __post_init__(self):
         if self.beams < 1 or self.batch_size < 1:
@@ -84,9 +84,10 @@ class BenchConfig:
             raise ConfigError("Nothing to benchmark: give --model, --teacher, --train or --in-project.")
         if self.exemplar_pool is not None and not self.in_project:
             raise ConfigError("--exemplar-pool is searched by the in-project rows: add --in-project.")
-        if self.system_valid is not None and not (self.in_project and self.models):
-            raise ConfigError("--system-valid ranks a model's beams with in-project exemplars: "
-                              "add --in-project and --model.")
+        if self.system_valid is not None and not self.in_project:
+            raise ConfigError("--system-valid ranks in-project candidates: add --in-project.")
+        if self.system_valid_limit is not None and self.system_valid_limit < 1:
+            raise ConfigError(f"system_valid_limit must be >= 1, got {self.system_valid_limit}")
         labels = [label for label, _ in model_rows(self)]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
@@ -221,7 +222,7 @@ def run_bench(config: BenchConfig) -> dict:
     if config.system_valid:
         from distillation.system import system_rows
 
-        rows.extend(system_rows(config, [r for r in rows if r.name != "teacher"], examples))
+        rows.extend(system_rows(config, examples))
     report = build_report(config, examples, rows)
     if config.out:
         write_outputs(config, report, examples, rows)

@@ -313,10 +313,10 @@ def bundle_command(model, bench, row, out_dir, force, notes):
 @click.option("--exemplar-pool", type=click.Path(exists=True, dir_okay=False),
               help="JSONL the in-project rows search (default: --data), e.g. the whole test split.")
 @click.option("--system-valid", type=click.Path(exists=True, dir_okay=False),
-              help="Validation JSONL: add a 'system' row per model (its beams and the adapted "
-                   "exemplars under one ranker fitted on this file only). Needs --in-project.")
-@click.option("--system-valid-limit", default=500, show_default=True,
-              help="Validation examples the system ranker is fitted on.")
+              help="Validation JSONL: add the 'system (ranker)' row (in-project candidates under "
+                   "a ranker fitted on this file only). Needs --in-project.")
+@click.option("--system-valid-limit", type=int,
+              help="Validation examples the system ranker is fitted on (default: all).")
 def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
                   memory, device, threads, in_project, exemplar_pool, system_valid,
                   system_valid_limit):

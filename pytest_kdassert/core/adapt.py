@@ -17,10 +17,11 @@ than the raw exemplar on that count.
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 from dataclasses import dataclass
 
-from pytest_kdassert.core.assertions import PLACEHOLDER
+from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind
 from pytest_kdassert.core.source import flatten_statements
 
 _SITE_MARK = "__kdassert_site__"
@@ -44,6 +45,35 @@ def adapt_assertion(assertion: str, exemplar_test: str, site_test: str,
         return assertion
     renamer = _Rename(dict(r for r in (result, focal) if r), dict([focal]) if focal else {})
     return ast.unparse(renamer.visit(module))
+
+
+def result_variable(masked_test: str) -> str | None:
+    """The name a masked test assigned last before its placeholder (None if unclear)."""
+    names = _test_names(masked_test)
+    return names.result if names is not None else None
+
+
+def adapted_siblings(masked_test: str) -> list[str]:
+    """The test's own assertions above its placeholder, each checking the site's result
+    variable instead of its own: ``x = f(1); assert x == 2; y = f(2); <placeholder>`` gives
+    ``assert y == 2``. Only an assertion that uses the name assigned last before it, when that
+    differs from the site's and the site's is not in it already, is adapted."""
+    module = _parse(masked_test.replace(PLACEHOLDER, f"{_SITE_MARK}()"))
+    func = next((n for n in module.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)),
+                None) if module else None
+    site = _last_assigned(func.body) if func else None
+    if site is None:
+        return []
+    out, result = [], None
+    for stmt in flatten_statements(func.body):
+        if _is_site(stmt):
+            break
+        if assertion_kind(stmt) is not None and result not in (None, site):
+            names = _names_in(stmt)
+            if result in names and site not in names | _attributes_in(stmt):
+                out.append(ast.unparse(_Rename({result: site}, {}).visit(copy.deepcopy(stmt))))
+        result = _single_target(stmt) or result
+    return out
 
 
 def _rename(old: str | None, new: str | None, used: set[str], taken: set[str],
