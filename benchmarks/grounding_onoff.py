@@ -13,7 +13,7 @@ the miner counts them: ``flatten_statements`` order, placeholders skipped) is re
 directory first on ``PYTHONPATH``::
 
     python -m pytest <node ids> -p no:xdist -p no:cacheprovider -o addopts= \\
-        -m "not stress and not slow" \\
+        -m "not stress and not slow" --continue-on-collection-errors \\
         --suggest-asserts=diff --kdassert-report R.json --kdassert-model MODEL \\
         --kdassert-ground --kdassert-no-templates | --kdassert-no-ground | --kdassert-ground
 
@@ -383,12 +383,32 @@ def node_id(run_dir: Path, tree: Path, test_file: str, test_name: str) -> str:
     return rel + "::" + test_name.replace(".", "::")
 
 
+def collectable(run_dir: Path, import_dir: Path, nodeids: list[str], config: GroundingBenchConfig,
+                extra_paths: list[str] = ()) -> list[str]:
+    """The node ids pytest collects. A test file that fails to import (a missing test
+    dependency, a sibling module imported by plain name) would otherwise stop the whole run:
+    pytest refuses a node id it found no collector for."""
+    files = sorted({n.split("::", 1)[0] for n in nodeids})
+    cmd = [sys.executable, "-m", "pytest", *files, "--collect-only", "-q", "-p", "no:xdist",
+           "-p", "no:cacheprovider", "-p", "no:kdassert", "-o", "addopts=",
+           "--continue-on-collection-errors", "--rootdir", str(run_dir)]
+    paths = [str(import_dir), *extra_paths, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    try:
+        proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True,
+                              timeout=config.timeout)
+    except subprocess.TimeoutExpired:
+        return nodeids
+    collected = {line.split("[", 1)[0] for line in proc.stdout.splitlines() if "::" in line}
+    return [n for n in nodeids if n in collected]
+
+
 def run_plugin(run_dir: Path, import_dir: Path, nodeids: list[str], flags: tuple[str, ...], report: Path,
                config: GroundingBenchConfig, extra_paths: list[str] = (),
                plugins: str | None = None) -> tuple[dict | None, float, str]:
     """Run pytest with the plugin; ``(report or None, seconds, its output)``."""
     cmd = [sys.executable, "-m", "pytest", *nodeids, "-p", "no:xdist", "-p", "no:cacheprovider",
-           "-o", "addopts=", "-m", SKIPPED_MARKERS,
+           "-o", "addopts=", "-m", SKIPPED_MARKERS, "--continue-on-collection-errors",
            "--rootdir", str(run_dir), "-q", "--suggest-asserts=diff", "--kdassert-report", str(report),
            "--kdassert-model", config.model, *flags]
     if config.threads:
@@ -418,7 +438,8 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
         sites, problems = prepare_copy(tree, examples)
         run_dir, import_dir = project_dirs(tree, examples[0].test_file)
         kept = [e for e in examples if e.id in sites]
-        nodeids = [node_id(run_dir, tree, e.test_file, e.test_name) for e in kept]
+        nodeids = collectable(run_dir, import_dir,
+                              [node_id(run_dir, tree, e.test_file, e.test_name) for e in kept], config)
         rows = [{"id": e.id, "original": e.assertion,
                  "value_assertion": is_value_assertion(e.assertion)} for e in kept]
         runs = {}
@@ -426,7 +447,9 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
             if mode not in config.modes:
                 continue
             report = Path(tmp) / f"report-{mode}.json"
-            payload, seconds, output = run_plugin(run_dir, import_dir, nodeids, flags, report, config)
+            payload, seconds, output = (
+                run_plugin(run_dir, import_dir, nodeids, flags, report, config) if nodeids
+                else (None, 0.0, "no drawn test could be collected"))  # no ids: pytest runs all
             records = _records_by_test(payload)
             for row, example in zip(rows, kept, strict=True):
                 test_file, site = sites[example.id]
