@@ -48,8 +48,10 @@ def test_add_row():
 def _run(pytester, conftest: str, *args: str, passed: int = 1) -> dict:
     pytester.makeconftest(conftest)
     report = pytester.path / "r.json"
+    # A generous time limit: these tests check choices, and a loaded CI machine (a full -n 2
+    # run) can take a site's sandbox past the default 2 s; tests of the limit pass their own.
     result = pytester.runpytest_inprocess("--suggest-asserts=apply", "-p", "no:cacheprovider",
-                                          "--kdassert-exemplars=0",
+                                          "--kdassert-exemplars=0", "--kdassert-timeout=20",
                                           f"--kdassert-report={report}", *args)
     result.assert_outcomes(passed=passed)
     return {s["function"]: s for s in json.loads(report.read_text())["sites"]}
