@@ -18,8 +18,11 @@ import bisect
 from dataclasses import dataclass
 
 import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
 
 from pytest_kdassert.core.assertions import normalize_assertion
+from pytest_kdassert.grounding import needs_pytest_import
 
 
 class SourceFacts:
@@ -42,6 +45,8 @@ class SourceFacts:
         self.functions: dict[str, list[ast.AST]] = {}
         """Function defs by qualified name, each name's in source order (nested ones too)."""
         self._index(tree, "")
+        self.binds_pytest = _binds_pytest(tree)
+        """Whether the module imports pytest under that name (outside functions and classes)."""
         self.top_level: list[tuple[int, int]] = []
         for node in tree.body:
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
@@ -76,6 +81,17 @@ class SourceFacts:
         for qualname in appends:
             lines += [node.lineno for node in self.functions.get(qualname, ())]
         return sorted(lines)
+
+
+def _binds_pytest(parent: ast.AST) -> bool:
+    for node in ast.iter_child_nodes(parent):
+        if isinstance(node, ast.Import) and any(
+                (alias.asname or alias.name) == "pytest" for alias in node.names):
+            return True
+        if isinstance(node, ast.stmt) and not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _binds_pytest(node):
+            return True
+    return False
 
 
 def _is_placeholder_ast(node: ast.Assert) -> bool:
@@ -147,6 +163,8 @@ class AssertionEditor(_QualnameTracker):
         self.appends = dict(appends)
         """Qualified function name -> assertion text."""
         self.applied = 0
+        self.needs_pytest = False
+        """Whether an applied text uses ``pytest.approx``."""
         self._statements = _parse_statements([*self.replacements.values(), *self.appends.values()])
         self._met = 0
         """Placeholders met so far (set at each top-level statement visited)."""
@@ -179,8 +197,12 @@ class AssertionEditor(_QualnameTracker):
         text = self.replacements.get(line)
         if text is None or self.already_has(text):
             return updated_node
-        self.applied += 1
+        self._applied(text)
         return updated_node.with_changes(body=self._statements[text].body)
+
+    def _applied(self, text: str) -> None:
+        self.applied += 1
+        self.needs_pytest |= needs_pytest_import(text)
 
     def leave_FunctionDef(self, original_node, updated_node):
         text = self.appends.get(".".join(self.scope))
@@ -189,7 +211,7 @@ class AssertionEditor(_QualnameTracker):
             self._leave_function()
             return updated_node
         self._leave_function()
-        self.applied += 1
+        self._applied(text)
         body = updated_node.body.with_changes(
             body=[*updated_node.body.body, self._statements[text]])
         return updated_node.with_changes(body=body)
@@ -239,8 +261,18 @@ def edit_source(source: str | cst.Module, replacements: dict[int, str],
         return EditResult(module.code, 0, 0)
     facts = SourceFacts(text)
     editor = AssertionEditor(replacements, appends, facts)
-    return EditResult(_visit_touched(module, editor, facts).code, editor.applied,
-                      editor.duplicates)
+    module = _visit_touched(module, editor, facts)
+    if editor.needs_pytest and not facts.binds_pytest:
+        module = _add_import(module, "pytest")
+    return EditResult(module.code, editor.applied, editor.duplicates)
+
+
+def _add_import(module: cst.Module, name: str) -> cst.Module:
+    """``import name`` where libcst's codemods put a new import: after the docstring,
+    ``__future__`` imports and the module's other imports."""
+    context = CodemodContext()
+    AddImportsVisitor.add_needed_import(context, name)
+    return AddImportsVisitor(context).transform_module(module)
 
 
 def _visit_touched(module: cst.Module, editor: AssertionEditor, facts: SourceFacts) -> cst.Module:

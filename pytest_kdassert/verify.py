@@ -99,6 +99,7 @@ class Verifier:
             code = self._compiled[candidate] = compile(candidate, CODE_FILENAME, "exec")
         namespace = dict(frame_globals)
         namespace.update(frame_locals)  # one dict, so comprehensions see the test's locals
+        _lend_pytest(candidate, namespace)
         try:
             exec(code, namespace)  # noqa: S102 - screened text, on a copy of the namespace
         except (KeyboardInterrupt, SystemExit):
@@ -116,7 +117,9 @@ class Verifier:
         The observed expression is evaluated against a merged copy of the namespace, as in
         :meth:`check`. Returns the screened grounded text; None when the candidate has no
         groundable form, the value has no faithful literal, or the text would need
-        ``pytest.approx`` in a module that does not import pytest.
+        ``pytest.approx`` in a module whose name ``pytest`` is something else (a module that
+        does not import pytest gets the import when the suggestion is written: see
+        :mod:`~.rewrite`).
         """
         def evaluate(expr: str):
             namespace = dict(frame_globals)
@@ -132,12 +135,22 @@ class Verifier:
             return None
         if grounded is None:
             return None
-        if needs_pytest_import(grounded.text) and not _is_pytest(frame_globals.get("pytest")):
+        if needs_pytest_import(grounded.text) and "pytest" in frame_globals \
+                and not _is_pytest(frame_globals["pytest"]):
             if why is not None:
-                why.append("its value needs pytest.approx and the module does not import pytest")
+                why.append("its value needs pytest.approx and the module's name pytest is "
+                           "something else")
             return None
         normalized, problem = self.screen(grounded.text)
         return normalized if problem is None else None
+
+
+def _lend_pytest(candidate: str, namespace: dict) -> None:
+    """A text with ``pytest.approx`` in a module that does not import pytest: the check gets
+    pytest under that name, as the module will once the suggestion is written with its
+    import."""
+    if "pytest" not in namespace and needs_pytest_import(candidate) and "pytest" in sys.modules:
+        namespace["pytest"] = sys.modules["pytest"]
 
 
 def _is_pytest(module) -> bool:

@@ -169,13 +169,16 @@ def test_grounding_applies_observed_values(project):
                  "    t = total([1])\n    assert t == 1\n",
                  "        t = total(self.items)\n        self.assertEqual(t, 4)"]:
         assert line in text
-    # no faithful literal for a Box; a random draw differs in the re-run; no pytest to approx
+    # no faithful literal for a Box; a random draw differs in the re-run
     assert "    box = make_box()\n\n" in text
     assert "    r = draw()\n\n" in text
     # the re-run starts from the state before the call: a module counter the body bumps
     # reads the same again (and does so in every later run of the suite, in this order)
     assert "    n = tick()\n    assert n == 1\n" in text
-    assert "assert" not in (project.path / "test_noimport.py").read_text()
+    # a module without pytest gets the import its approx needs (libcst's AddImportsVisitor)
+    assert (project.path / "test_noimport.py").read_text() == (
+        "from cart import average\nimport pytest\n\n\n"
+        "def test_avg_no_import():\n    a = average([1, 2])\n    assert a == pytest.approx(1.5)")
 
     sites = _sites(report)
     total_site = sites["test_total"]
@@ -204,7 +207,7 @@ def test_grounding_applies_observed_values(project):
     # parametrized: the value differs between instances, so it is not a grounded constant
     assert [c["outcome"] for c in sites["test_param"]["candidates"]] == [
         "failed", "failed", "unstable"]
-    assert len(sites["test_avg_no_import"]["candidates"]) == 1
+    assert sites["test_avg_no_import"]["chosen"] == "assert a == pytest.approx(1.5)"
     # unittest tests are re-run too (a fresh TestCase, setUp and tearDown included)
     unit_tick = sites["TestUnit.test_unit_tick"]
     assert [(c["text"], c["outcome"]) for c in unit_tick["candidates"]] == [
@@ -234,7 +237,11 @@ def test_verifier_ground_uses_the_frame_namespace():
     import pytest as pytest_module
 
     assert verifier.ground("assert x == 0", {}, {"x": 7}) == "assert x == 7"
-    assert verifier.ground("assert x == 0", {}, {"x": 0.5}) is None  # no pytest to approx
+    # a module without pytest: approx all the same (the rewriter adds the import), and the
+    # check of such a text sees pytest; a module whose `pytest` is something else: no approx
+    assert verifier.ground("assert x == 0", {}, {"x": 0.5}) == "assert x == pytest.approx(0.5)"
+    assert verifier.check("assert x == pytest.approx(0.5)", {}, {"x": 0.5}).outcome.value == "passed"
+    assert verifier.ground("assert x == 0", {"pytest": object()}, {"x": 0.5}) is None
     assert (verifier.ground("assert x == 0", {"pytest": pytest_module}, {"x": 0.5})
             == "assert x == pytest.approx(0.5)")
     assert verifier.ground("assert x == 0", {}, {"x": object()}) is None
