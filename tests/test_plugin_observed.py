@@ -48,10 +48,8 @@ def test_add_row():
 def _run(pytester, conftest: str, *args: str, passed: int = 1) -> dict:
     pytester.makeconftest(conftest)
     report = pytester.path / "r.json"
-    # A generous time limit: these tests check choices, and a loaded CI machine (a full -n 2
-    # run) can take a site's sandbox past the default 2 s; tests of the limit pass their own.
     result = pytester.runpytest_inprocess("--suggest-asserts=apply", "-p", "no:cacheprovider",
-                                          "--kdassert-exemplars=0", "--kdassert-timeout=20",
+                                          "--kdassert-exemplars=0",
                                           f"--kdassert-report={report}", *args)
     result.assert_outcomes(passed=passed)
     return {s["function"]: s for s in json.loads(report.read_text())["sites"]}
@@ -81,6 +79,7 @@ def test_a_property_of_the_object_the_test_acted_on_becomes_the_suggestion(pytes
 
 
 def test_without_scores_the_focal_results_state_ranks_before_its_inputs(pytester):
+    # not test_summary.py: in-process runs share sys.modules with tests/test_summary.py
     pytester.makepyfile(
         table=TABLE + '''
 
@@ -93,7 +92,7 @@ class Summary:
 def summarize(table):
     return Summary(table)
 ''',
-        test_summary='''
+        test_summarize_table='''
 from table import Table, summarize
 
 
