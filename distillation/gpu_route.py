@@ -14,7 +14,6 @@ short still brings it back. ``scale="toy"`` runs the same route with tiny models
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.loading import no_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -133,23 +133,9 @@ def run_route(config: RouteConfig) -> dict:
     if torch.cuda.is_available():  # TF32 for what runs outside bf16 autocast (the benchmark)
         torch.set_float32_matmul_precision("high")
     out = prepare_out_dir(Path(config.out_dir))
-    with tee_output(out / LOG_FILE), _no_progress_bars(), _work_dir(config) as work:
+    with tee_output(out / LOG_FILE), no_progress_bars(), _work_dir(config) as work:
         logger.info("gpu-route: %s", json.dumps(asdict(config)))
         return _stages(config, clock, out, work)
-
-
-@contextlib.contextmanager
-def _no_progress_bars():
-    """The library's save/load bars would fill the log; the Trainer prints one line per log."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 class _work_dir:  # noqa: N801 - a context manager

@@ -78,7 +78,7 @@ def load_seq2seq(spec: str | os.PathLike, *, device: str = "cpu", dtype=None):
 
     path = resolve_model_path(spec)
     tokenizer = load_tokenizer(path)
-    with _unreadable_as_corrupt(f"Cannot load the model in {path}"), _no_progress_bar():
+    with _unreadable_as_corrupt(f"Cannot load the model in {path}"), no_progress_bars():
         # a few MB load instantly; the bar would only clutter pytest output
         model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
     if model.config.vocab_size < len(tokenizer):
@@ -110,7 +110,8 @@ def _unreadable_as_corrupt(what: str):
 
 
 @contextlib.contextmanager
-def _no_progress_bar():
+def no_progress_bars():
+    """Hide the library's progress bars (loading, saving) for the block."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
