@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from distillation.bench import BenchConfig, run_bench
+from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.core.input_format import InputFormatConfig
 from pytest_kdassert.core.loading import FORMAT_FILE, save_format_config
 
@@ -113,9 +114,13 @@ def main() -> None:
                      "pass another --json")
     done = {p["step"] for p in results["points"]}
     for directory in checkpoints(args.run):
-        if trainer_state(directory)["global_step"] in done:
+        try:
+            if trainer_state(directory)["global_step"] in done:
+                continue
+            new = point(directory, args)
+        except (OSError, KdassertError) as exc:  # the Trainer rotated it away meanwhile
+            print(f"skipped {directory}: {exc}", flush=True)
             continue
-        new = point(directory, args)
         done.add(new["step"])
         results["points"] = sorted([*results["points"], new], key=lambda p: p["step"])
         args.json.write_text(json.dumps(results, indent=2) + "\n")  # after each: checkpoints rotate
