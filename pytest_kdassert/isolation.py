@@ -9,7 +9,8 @@ so nothing a candidate does (``items.pop()``, ``setattr(math, 'pi', 3)``, a hang
 ``os._exit``) reaches the test, later tests or pytest. A candidate that touches plain data
 only (:func:`~.safety.runs_only_plain_data`: ``assert result == [1, 2]`` on a list of ints)
 runs no code but the interpreter's and needs no child: it runs in the test's process, and a
-site whose candidates are all such forks nothing. Without it, candidates run on a
+site whose candidates are all such forks nothing. Its grounded text is checked there too: it
+adds only literals and, for a float, ``pytest.approx`` (pytest's own pure comparison). Without it, candidates run on a
 copy of the namespace in the test's process. Results are plain JSON either way.
 """
 
