@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+import math
 import time
 import unittest
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from pathlib import Path
 from pytest_kdassert import observed, sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
-from pytest_kdassert.core.adapt import adapt_assertion
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.errors import KdassertError
+from pytest_kdassert.core.exemplars import Site
+from pytest_kdassert.core.ranking import PoolStats, rank_site
 from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.discovery import (
     APPEND_MODE,
@@ -85,6 +87,8 @@ class SuggestSession:
         exemplars."""
         self.pool_size: int | None = None
         """Assertions in the exemplar pool (None: no pool was built)."""
+        self._pool_stats: PoolStats | None = None
+        """Assertion kinds and texts of the pool, for the in-project ranker."""
         self.scorer = None
         """The suggester, when it scores texts: it scores the templates found at the sites."""
         self._requests: dict[tuple, SuggestRequest] = {}
@@ -199,6 +203,7 @@ class SuggestSession:
         pool = ExemplarPool(pool_files(self.collected_files), self._display,
                             k=self.settings.exemplars)
         self.pool_size = len(pool)
+        self._pool_stats = PoolStats.from_entries(pool.index.entries)
         for state in states:
             site = state.site
             state.exemplars = pool.query(self._display(site.path), site.qualname,
@@ -208,18 +213,27 @@ class SuggestSession:
         return self.changeset.display_name(Path(path))
 
     def _exemplar_candidates(self, state: SiteState) -> dict[str, float]:
-        """The site's exemplars renamed to its own names (:mod:`.core.adapt`), with their
-        similarity; the closest wins when two adapt to one text. One that reads none of the
-        test's names would only repeat the other test's check: it is left out."""
+        """The site's in-project candidates ranked by :mod:`.core.ranking` (its exemplars
+        adapted to the test's names, and the test's own assertions renamed to its result
+        variable), each with its share of the ranker's softmax over the site (0..1, where
+        the similarity used to be). One that reads none of the test's names would only
+        repeat the other test's check: it is left out."""
+        if not state.exemplars:
+            return {}
+        site = state.site
+        ranked = rank_site(Site(f"{self._display(site.path)}::{site.qualname}",
+                                site.masked_source, state.focal_name),
+                           state.focal_source or "", state.exemplars, self._pool_stats)
+        top = max(item.score for item in ranked) if ranked else 0.0
+        weights = [math.exp(item.score - top) for item in ranked]
+        total = sum(weights) or 1.0
         found: dict[str, float] = {}
-        for exemplar in state.exemplars:
-            entry = exemplar.entry
-            text = adapt_assertion(entry.assertion, entry.masked_test, state.site.masked_source,
-                                   entry.focal_name, state.focal_name)
+        for item, weight in zip(ranked, weights, strict=True):
+            text = item.text
             if state.last_binding is not None:
                 text = use_bound_name(text, *state.last_binding)
             if reads_test_names(text, state.test_names):
-                found.setdefault(text, exemplar.score)
+                found.setdefault(text, weight / total)
         return found
 
     def _add_scored(self, states, requests, suggester, origin: Origin,

@@ -20,12 +20,15 @@ UNSCORED_TEMPLATE = -50.0
 """Rank score of a template the suggester could not score: after every model candidate."""
 
 EXEMPLAR_BONUS = 8.0
-"""Added to an exemplar's rank score per unit of similarity (Jaccard, 0..1): the project's
-own way of checking a similar test beats the model's guess unless the model is sure. On
-held-out projects the most similar test's assertion is exactly right ~22% of the time, the
-student's top beam under 1% (README, "In-project exemplars"). Fitted on a validation
-project (lark, 75 tests of ``grounding_onoff.py --data data/corpus/valid.jsonl``: 0.5 ->
-13.3% exact, 2 -> 14.7%, 8 -> 18.7%, 16 -> 17.3%, 32 -> 18.7%; the smallest best kept)."""
+"""Added to an in-project candidate's rank score per unit of its share of the in-project
+ranker's softmax over the site (:mod:`.core.ranking`, 0..1): the project's own way of
+checking a similar test beats the model's guess unless the model is sure. On held-out
+projects the most similar test's assertion is exactly right ~22% of the time, the student's
+top beam under 1% (README, "In-project exemplars"). Fitted on a validation project (lark, 75
+tests of ``grounding_onoff.py --data data/corpus/valid.jsonl``), when the share was still
+the Jaccard similarity: 0.5 -> 13.3% exact, 2 -> 14.7%, 8 -> 18.7%, 16 -> 17.3%, 32 ->
+18.7%; the smallest best kept. With the ranker's share, 8 gives 18.1% there (16.7% with
+similarity)."""
 
 FROM_EXEMPLAR = (Origin.EXEMPLAR, Origin.RECALLED)
 

@@ -52,7 +52,8 @@ class CandidateCheck:
     grounded_from: str | None = None
     """For a grounded or observed candidate: the candidate it was made from."""
     similarity: float | None = None
-    """For an exemplar (and what grounding made of it): how close its test is to the site's."""
+    """For an in-project candidate (and what grounding made of it): its share (0..1) of the
+    in-project ranker's softmax over the site (:mod:`.core.ranking`)."""
 
     def record(self, result: CheckResult) -> None:
         """Fold one evaluation in: a single failure anywhere makes the candidate fail."""
