@@ -120,3 +120,33 @@ def test_exemplars_zero_turns_them_off(project):
     assert site["exemplars"] == [] and site["candidates"] == []
     assert site["status"] == "no-candidates"
     assert requests == {"test_count_after_two_adds": []}
+
+
+SITE_WITH_OWN_CHECK = '''
+from inventory import Inventory
+
+
+def test_count_twice():
+    shop = Inventory()
+    shop.add("b", 1)
+    first = shop.count("b")
+    assert first == 1
+    shop.add("b", 4)
+    total = shop.count("b")
+    assert ...
+'''
+
+
+def test_in_project_candidates_are_ranked_by_the_shared_ranker(pytester):
+    # The test's own check renamed to its result variable joins the adapted exemplars, and
+    # each in-project candidate carries its share of the ranker's softmax over the site.
+    pytester.makepyfile(inventory=INVENTORY, test_existing=EXISTING,
+                        test_site=SITE_WITH_OWN_CHECK)
+    pytester.makeconftest(STUB)
+    site, _ = _site(pytester)
+    in_project = {c["text"]: c for c in site["candidates"] if c["origin"] == "exemplar"}
+    assert "assert total == 1" in in_project  # `assert first == 1`, renamed
+    assert "assert total == 2" in in_project  # test_count_after_add's, adapted
+    shares = [c["similarity"] for c in in_project.values()]
+    assert all(0 < s <= 1 for s in shares) and sum(shares) <= 1 + 1e-9
+    assert site["chosen"] == "assert total == 5"
