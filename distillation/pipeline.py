@@ -204,7 +204,7 @@ def run_train(config: TrainConfig) -> TrainResult:
     data_dir = Path(config.data_dir)
     if not (data_dir / "train.jsonl").is_file():
         raise ConfigError(f"{data_dir} has no train.jsonl. Build the dataset with `kdassert mine`.")
-    fingerprint = {"data": _data_fingerprint(data_dir), "format": asdict(config.input_format()),
+    fingerprint = {"data": _data_fingerprint(data_dir), "format": config.input_format(),
                    "limit": config.limit}
     # Under accelerate/torchrun every process runs this; the single-process stages run on the
     # main process first and the others then find them cached. Training stages use all processes.
@@ -260,7 +260,7 @@ def _tokenizer_stage(config: TrainConfig, out: Path, fingerprint: dict) -> tuple
         path = Path(resolve_model_path(config.teacher))
         return path, config_hash({"teacher": str(path)})
     tok_config = TokenizerConfig(vocab_size=config.vocab_size)
-    stage = Stage("tokenizer", out / "tokenizer", {**fingerprint, "tokenizer": asdict(tok_config)},
+    stage = Stage("tokenizer", out / "tokenizer", {**fingerprint, "tokenizer": tok_config},
                   ("tokenizer.json",))
     return stage.directory, stage.run(lambda: build_tokenizer(
         Path(config.data_dir) / "train.jsonl", stage.directory, tok_config, config.input_format(),
@@ -273,7 +273,7 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
         return path, config_hash({"teacher": str(path)})
     optim = config.optim(student=False)
     stage = Stage("teacher", out / "teacher", {"preset": config.teacher, "tokenizer": tok_hash,
-                  **fingerprint, "optim": asdict(optim)}, _model_files(), resumable=True,
+                  **fingerprint, "optim": optim}, _model_files(), resumable=True,
                   resume=config.resume)
 
     def train_teacher():
@@ -299,7 +299,7 @@ def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_has
         out_dir=str(directory), mode=distill.logits_mode, k=distill.topk, dtype=distill.topk_dtype,
         bits=distill.bits, batch_size=config.batch_size, limit=config.limit,
     )
-    stage = Stage("logits", directory, {"teacher": teacher_hash, "logits": asdict(logits_config)},
+    stage = Stage("logits", directory, {"teacher": teacher_hash, "logits": logits_config},
                   ("manifest.json",))
     return directory, stage.run(lambda: extract_logits(logits_config))
 
@@ -309,7 +309,7 @@ def _student_stage(config: TrainConfig, out: Path, teacher_dir: Path, logits_dir
     stage = Stage("student", out / "students" / config.student_name(), {
         "upstream": upstream, "student": config.student, "alpha": distill.alpha,
         "temperature": distill.temperature, "mode": distill.logits_mode,
-        "format": asdict(config.input_format()), "limit": config.limit, "optim": asdict(optim),
+        "format": config.input_format(), "limit": config.limit, "optim": optim,
     }, _model_files(), resumable=True, resume=config.resume)
 
     def train_student():
@@ -343,7 +343,7 @@ def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
                         limit=config.bench_limit, beams=config.bench_beams, latency_examples=0,
                         memory=False)
     weights = {"student": str(student_dir), "mtime": (student_dir / "model.safetensors").stat().st_mtime}
-    stage = Stage("bench", directory, {"model": config_hash(weights), "bench": asdict(bench)},
+    stage = Stage("bench", directory, {"model": config_hash(weights), "bench": bench},
                   ("bench.json",))
 
     def benchmark():

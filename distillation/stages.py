@@ -14,7 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,25 +52,88 @@ STAGE_FILE = "kdassert_stage.json"
 # --- stage cache ----------------------------------------------------------------------------
 
 def config_hash(resolved: dict) -> str:
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The hash of a stage's settings. Config dataclasses count by the fields that differ from
+    their defaults, so a field added in a later kdassert, at its default, keeps the hashes of
+    existing outputs and checkpoints (they stay cached and resumable across an upgrade)."""
+    return _hash(_plain(resolved, sparse=True))
+
+
+def _hash(plain) -> str:
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _plain(value, *, sparse: bool):
+    """JSON-able form of settings: a config dataclass becomes a dict of its fields (``sparse``:
+    only the fields away from their defaults)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name), sparse=sparse) for f in fields(value)
+                if not (sparse and _at_default(value, f))}
+    if isinstance(value, dict):
+        return {key: _plain(item, sparse=sparse) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, sparse=sparse) for item in value]
+    return value
+
+
+def _json(value):
+    """``value`` as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(_plain(value, sparse=False), default=str))
+
+
+def _at_default(config, field) -> bool:
+    if field.default is not MISSING:
+        default = field.default
+    elif field.default_factory is not MISSING:
+        default = field.default_factory()
+    else:
+        return False
+    return _json(getattr(config, field.name)) == _json(default)
+
+
+def _record_matches(recorded, value) -> bool:
+    """Whether a stage record written by an older kdassert (it listed every field of each config,
+    and hashed them all) describes these settings: the same values, and each field it lacks
+    (added since) at its default."""
+    if is_dataclass(value) and not isinstance(value, type):
+        names = {f.name for f in fields(value)}
+        if not isinstance(recorded, dict) or not set(recorded) <= names:
+            return False
+        return all(_record_matches(recorded[f.name], getattr(value, f.name)) if f.name in recorded
+                   else _at_default(value, f) for f in fields(value))
+    if isinstance(value, dict):
+        return (isinstance(recorded, dict) and recorded.keys() == value.keys()
+                and all(_record_matches(recorded[key], item) for key, item in value.items()))
+    return recorded == _json(value)
+
+
+def recorded_hash(directory: Path, resolved: dict, required: tuple[str, ...]) -> str | None:
+    """The hash ``directory``'s output was recorded under, when it holds this stage's output
+    for ``resolved`` (None: no valid output). Outputs of an older kdassert keep their hash,
+    so the stages that depend on them stay cached too."""
+    marker = directory / STAGE_FILE
+    if not marker.is_file() or not all((directory / r).exists() for r in required):
+        return None
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    if recorded.get("hash") == config_hash(resolved) or _record_matches(recorded.get("config"), resolved):
+        return recorded["hash"]
+    return None
 
 
 def stage_is_valid(directory: Path, resolved: dict, required: tuple[str, ...]) -> bool:
     """True when ``directory`` holds this stage's output for exactly ``resolved``."""
-    marker = directory / STAGE_FILE
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
-    return recorded.get("hash") == config_hash(resolved) and all((directory / r).exists() for r in required)
+    return recorded_hash(directory, resolved, required) is not None
 
 
 def mark_stage(directory: Path, resolved: dict, seconds: float | None = None) -> None:
-    """Record the resolved config beside the output; written last, so it marks completion.
-    ``seconds``: wall time of the work that made the output (of the last session, if resumed)."""
-    payload = {"hash": config_hash(resolved), "config": resolved, "seconds": seconds}
+    """Record the resolved config (every field, for people to read) beside the output; written
+    last, so it marks completion. ``seconds``: wall time of the work that made the output (of
+    the last session, if resumed)."""
+    payload = {"hash": config_hash(resolved), "config": _plain(resolved, sparse=False), "seconds": seconds}
     write_text_atomic(directory / STAGE_FILE, json.dumps(payload, indent=2, default=str) + "\n")
 
 
@@ -86,11 +149,13 @@ BUDGET_KEYS = ("max_steps", "epochs")
 """Optimiser settings a run can change and still continue from its checkpoints."""
 
 
-def resume_settings(resolved: dict) -> dict:
+def resume_settings(resolved: dict, *, sparse: bool = True) -> dict:
     """What checkpoints belong to: the settings less the step budget (a run continued with a
-    larger max_steps keeps its checkpoints)."""
-    optim = {k: v for k, v in resolved.get("optim", {}).items() if k not in BUDGET_KEYS}
-    return {**resolved, "optim": optim} if "optim" in resolved else resolved
+    larger max_steps keeps its checkpoints), as plain JSON-able values."""
+    plain = _plain(resolved, sparse=sparse)
+    if "optim" not in plain:
+        return plain
+    return {**plain, "optim": {k: v for k, v in plain["optim"].items() if k not in BUDGET_KEYS}}
 
 
 def clear_stage(directory: Path, resolved: dict | None = None, resume: bool = False) -> None:
@@ -103,8 +168,9 @@ def clear_stage(directory: Path, resolved: dict | None = None, resume: bool = Fa
         return
     owner = checkpoints / "kdassert_config_hash"
     mine = config_hash(resume_settings(resolved))
-    # owner files written before the budget was left out hold the full hash
-    if checkpoints.is_dir() and (not owner.is_file() or owner.read_text().strip() not in (mine, config_hash(resolved))):
+    # owner files of older versions hold the hash of every field (and before that, of the budget too)
+    accepted = {mine, _hash(resume_settings(resolved, sparse=False)), _hash(_plain(resolved, sparse=False))}
+    if checkpoints.is_dir() and (not owner.is_file() or owner.read_text().strip() not in accepted):
         if resume:
             raise ConfigError(f"Cannot resume: the checkpoints in {checkpoints} were made with other "
                               "settings; --resume continues a run with the same settings (only "
@@ -122,7 +188,8 @@ class Stage:
     name: str
     directory: Path
     settings: dict
-    """Everything the output depends on (JSON-able); a change redoes the stage."""
+    """Everything the output depends on (JSON-able values and config dataclasses); a change
+    redoes the stage."""
     outputs: tuple[str, ...] = ()
     """Paths under ``directory`` that must exist for the cached output to count."""
     resumable: bool = False
@@ -140,14 +207,16 @@ class Stage:
         return config_hash(self.resolved)
 
     def run(self, work: Callable[[], object]) -> str:
-        """Call ``work`` unless the output is cached for these settings; returns the stage hash."""
-        if stage_is_valid(self.directory, self.resolved, self.outputs):
+        """Call ``work`` unless the output is cached for these settings; returns the stage hash
+        (the one the cached output was recorded under, for the stages that depend on it)."""
+        cached = recorded_hash(self.directory, self.resolved, self.outputs)
+        if cached is not None:
             logger.info("%s: cached in %s", self.name, self.directory)
-        else:
-            clear_stage(self.directory, self.resolved if self.resumable else None, self.resume)
-            start = time.perf_counter()
-            work()
-            mark_stage(self.directory, self.resolved, time.perf_counter() - start)
+            return cached
+        clear_stage(self.directory, self.resolved if self.resumable else None, self.resume)
+        start = time.perf_counter()
+        work()
+        mark_stage(self.directory, self.resolved, time.perf_counter() - start)
         return self.hash
 
 
