@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -270,6 +271,55 @@ def test_checkpoints_of_other_settings_are_discarded(tmp_path):
     clear_stage(tmp_path, {"lr": 2})
     assert not (tmp_path / "checkpoints" / "checkpoint-2").exists()
     assert not stage_is_valid(tmp_path, {"lr": 1}, ())
+
+
+@dataclasses.dataclass(frozen=True)
+class _OptimV1:
+    lr: float = 1e-3
+    max_steps: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class _OptimV2(_OptimV1):
+    """_OptimV1 after an upgrade added a field."""
+
+    progress_bar: bool = True
+
+
+def test_a_field_added_at_its_default_keeps_outputs_and_checkpoints(tmp_path):
+    from distillation.stages import Stage, clear_stage, config_hash
+
+    calls = []
+    before = Stage("teacher", tmp_path, {"optim": _OptimV1(lr=5e-4)}, resumable=True)
+    before.run(lambda: calls.append("v1"))
+    after = Stage("teacher", tmp_path, {"optim": _OptimV2(lr=5e-4)}, resumable=True)
+    assert after.hash == before.hash
+    assert after.run(lambda: calls.append("v2")) == before.hash and calls == ["v1"]
+    changed = Stage("teacher", tmp_path, {"optim": _OptimV2(lr=5e-4, progress_bar=False)})
+    assert changed.hash != before.hash
+    assert config_hash({"optim": _OptimV1()}) == config_hash({"optim": {}})  # defaults count as unset
+
+    clear_stage(tmp_path / "run", {"optim": _OptimV1(lr=5e-4)})
+    (tmp_path / "run" / "checkpoints" / "checkpoint-4").mkdir()
+    clear_stage(tmp_path / "run", {"optim": _OptimV2(lr=5e-4, max_steps=20)}, resume=True)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_stage_records_of_older_versions_still_match(tmp_path):
+    """Before sparse hashes a record listed, and hashed, every field: such an output stays
+    cached under its recorded hash (so its dependents stay cached too) unless a value differs."""
+    from distillation.stages import STAGE_FILE, Stage
+
+    old = {"hash": "0123456789abcdef", "config": {"stage": "tokenizer", "data": "sha",
+                                                  "optim": {"lr": 5e-4, "max_steps": 10}}}
+    (tmp_path / STAGE_FILE).write_text(json.dumps(old))
+    calls = []
+    same = Stage("tokenizer", tmp_path, {"data": "sha", "optim": _OptimV2(lr=5e-4)})
+    assert same.run(lambda: calls.append(1)) == "0123456789abcdef" and calls == []
+    other = Stage("tokenizer", tmp_path, {"data": "sha", "optim": _OptimV2(lr=1e-3)})
+    assert other.run(lambda: calls.append(1)) == other.hash and calls == [1]
+    record = json.loads((tmp_path / STAGE_FILE).read_text())
+    assert record["config"]["optim"] == {"lr": 1e-3, "max_steps": 10, "progress_bar": True}
 
 
 @pytest.mark.slow
