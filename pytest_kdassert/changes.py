@@ -21,7 +21,7 @@ from pytest_kdassert.core.atomic import replace_file
 from pytest_kdassert.core.errors import UnwritableFileError
 from pytest_kdassert.core.pyfile import PythonText, encode_python, read_python
 from pytest_kdassert.discovery import PLACEHOLDER_MODE
-from pytest_kdassert.rewrite import EditResult, edit_source
+from pytest_kdassert.rewrite import EditResult, Span, edit_source, source_lines
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,6 @@ class ChangeSet:
         self.unreadable: dict[Path, str] = {}
         """Files that could not be read, with the reason (Python can't import them either)."""
         self.changes: dict[Path, list[Change]] = {}
-        self._modules: dict[Path, cst.Module] = {}
-        """Each baseline parsed once by libcst (a file of thousands of tests takes seconds)."""
         self._edits: dict[tuple, EditResult] = {}
         """Edits already made, by (path, changes): the diff shown and the file written agree
         and cost one pass."""
@@ -91,7 +89,7 @@ class ChangeSet:
         try:
             edited = self._edit(path, tuple(changes), replacements, appends)
             result.new_data = encode_python(edited.code, baseline.encoding)
-        except cst.ParserSyntaxError as exc:
+        except (cst.ParserSyntaxError, SyntaxError) as exc:
             result.problem = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
             return result
         except ValueError as exc:  # the file's encoding can't store the new text
@@ -102,20 +100,16 @@ class ChangeSet:
                               "suggested assertion(s)")
             return result
         result.new_text, result.count = edited.code, edited.applied
-        result.diff = unified_diff(baseline.text, edited.code, self.display_name(path))
+        result.diff = unified_diff(baseline.text, edited.code, self.display_name(path), edited.spans)
         return result
 
     def _edit(self, path: Path, key: tuple, replacements: dict, appends: dict) -> EditResult:
         if (path, key) not in self._edits:
-            if path not in self._modules:
-                self._modules[path] = cst.parse_module(self.baselines[path].text)
-            self._edits[path, key] = edit_source(self._modules[path], replacements, appends,
-                                                  self.baselines[path].text)
+            self._edits[path, key] = edit_source(self.baselines[path].text, replacements, appends)
         return self._edits[path, key]
 
     def release(self) -> None:
-        """Forget parsed modules and edits (rendering again re-parses)."""
-        self._modules.clear()
+        """Forget the edits made (rendering again redoes them)."""
         self._edits.clear()
 
     def write(self, result: FileResult) -> FileResult:
@@ -157,10 +151,73 @@ def _reason(exc: Exception, path: Path) -> str:
     return str(exc).removeprefix(f"{path}: ")
 
 
-def unified_diff(old: str, new: str, name: str) -> str:
-    """A ``diff -u`` style patch of one file (``a/name`` -> ``b/name``)."""
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True),
-        fromfile=f"a/{name}", tofile=f"b/{name}",
-    )
+def unified_diff(old: str, new: str, name: str, spans: tuple[Span, ...] | None = None,
+                 context: int = 3) -> str:
+    """A ``diff -u`` style patch of one file (``a/name`` -> ``b/name``). ``spans``: the
+    changed line ranges of ``old`` (:class:`~pytest_kdassert.rewrite.Span`); when given, lines
+    are matched only inside them (difflib's matching over a whole file of thousands of similar
+    tests takes seconds) and the hunks are grouped as difflib groups them."""
+    if spans is None:
+        return _patch(difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True),
+            fromfile=f"a/{name}", tofile=f"b/{name}", n=context))
+    before, after = source_lines(old), source_lines(new)
+    matcher = _KnownOpcodes(_span_opcodes(before, spans))
+    lines = []
+    for group in matcher.get_grouped_opcodes(context):
+        (_, i1, _, j1, _), (_, _, i2, _, j2) = group[0], group[-1]
+        lines.append(f"@@ -{_range(i1, i2)} +{_range(j1, j2)} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines += [" " + line for line in before[i1:i2]]
+                continue
+            lines += ["-" + line for line in before[i1:i2]]
+            lines += ["+" + line for line in after[j1:j2]]
+    return _patch([f"--- a/{name}\n", f"+++ b/{name}\n", *lines]) if lines else ""
+
+
+class _KnownOpcodes(difflib.SequenceMatcher):
+    """A SequenceMatcher whose opcodes are given: its hunk grouping, for them."""
+
+    def __init__(self, opcodes: list[tuple]):  # no sequences to match
+        self._known = opcodes
+
+    def get_opcodes(self) -> list[tuple]:
+        return self._known
+
+
+def _span_opcodes(before: list[str], spans: tuple[Span, ...]) -> list[tuple]:
+    """difflib opcodes of the whole file: equal outside the spans, matched inside each."""
+    opcodes: list[tuple] = []
+    i = j = 0
+
+    def add(tag, i1, i2, j1, j2):
+        if i1 == i2 and j1 == j2:
+            return
+        if tag == "equal" and opcodes and opcodes[-1][0] == "equal":
+            tag, i1, _, j1, _ = opcodes.pop()
+        opcodes.append((tag, i1, i2, j1, j2))
+
+    for span in spans:
+        start = span.first - 1
+        add("equal", i, start, j, j + start - i)
+        j += start - i
+        new = source_lines(span.text)
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+                None, before[start:span.last], new, autojunk=False).get_opcodes():
+            add(tag, start + i1, start + i2, j + j1, j + j2)
+        i, j = span.last, j + len(new)
+    add("equal", i, len(before), j, j + len(before) - i)
+    return opcodes
+
+
+def _range(start: int, stop: int) -> str:
+    """A unified diff's line range (as difflib writes it)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start + 1 if length else start},{length}"
+
+
+def _patch(lines) -> str:
     return "".join(line if line.endswith(("\n", "\r")) else line + "\n" for line in lines)

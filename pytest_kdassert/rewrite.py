@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import io
 from dataclasses import dataclass
 
 import libcst as cst
@@ -112,6 +113,9 @@ class _QualnameTracker(cst.CSTTransformer):
         self.functions: list[list] = []
         """[qualified name, occurrence, its normalised statements (computed when asked)]."""
         self._occurrences: dict[str, int] = {}
+        """Functions of each qualified name met since ``_first_line``."""
+        self._first_line = 1
+        """The original line where the text being visited starts."""
         self.duplicates = 0
         """Edits left out because the function already had the statement."""
 
@@ -126,8 +130,10 @@ class _QualnameTracker(cst.CSTTransformer):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.scope.append(node.name.value)
         qualname = ".".join(self.scope)
-        occurrence = self._occurrences.get(qualname, 0)
-        self._occurrences[qualname] = occurrence + 1
+        seen = self._occurrences.get(qualname, 0)
+        self._occurrences[qualname] = seen + 1
+        earlier = [n.lineno for n in self.facts.functions.get(qualname, ())]
+        occurrence = bisect.bisect_left(earlier, self._first_line) + seen
         self.functions.append([qualname, occurrence, None])
         return True
 
@@ -171,9 +177,13 @@ class AssertionEditor(_QualnameTracker):
         self._line_of: dict[int, int] = {}
         """id() of a placeholder statement line met -> its original line."""
 
-    def start_at(self, placeholders_before: int) -> None:
-        """The next statement visited is a top-level one after that many placeholders."""
+    def start_at(self, placeholders_before: int, first_line: int) -> None:
+        """The next text visited is a top-level statement starting at ``first_line`` (of the
+        original text), after that many placeholders."""
         self._met = placeholders_before
+        self._first_line = first_line
+        self._occurrences.clear()
+        self._line_of.clear()  # ids of the last text's nodes, which may be reused once it is freed
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
         self._count_placeholders(node.body, node if _is_placeholder_line(node) else None)
@@ -236,6 +246,15 @@ def _is_placeholder(node: cst.Assert) -> bool:
 
 
 @dataclass(frozen=True)
+class Span:
+    """Original lines ``first``..``last`` (1-based, inclusive) and the text that replaces them."""
+
+    first: int
+    last: int
+    text: str
+
+
+@dataclass(frozen=True)
 class EditResult:
     code: str
     """The new source."""
@@ -243,28 +262,33 @@ class EditResult:
     """Edits made."""
     duplicates: int
     """Edits left out because their function already had that statement."""
+    spans: tuple[Span, ...] | None = ()
+    """The changed line ranges, in order (a diff needs to look only there); None when the
+    edit was made on the whole module (a new import) and any line may have changed."""
 
 
-def edit_source(source: str | cst.Module, replacements: dict[int, str],
-                appends: dict[str, str], text: str | None = None) -> EditResult:
+def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str]) -> EditResult:
     """Apply placeholder replacements (by line) and appends (by qualified name).
 
-    ``source`` is text, or a module parsed by ``libcst.parse_module`` (which a caller
-    rendering one file several times parses once: modules are immutable) together with its
-    ``text``. Raises ``libcst.ParserSyntaxError`` when the text does not parse.
+    Only the top-level statements that hold an edit are parsed with libcst and generated
+    again; the rest of the text is kept as it is (on a file of thousands of tests, parsing
+    and regenerating it all took seconds). Raises ``SyntaxError`` or
+    ``libcst.ParserSyntaxError`` when the text does not parse.
     """
-    if isinstance(source, str):
-        module, text = cst.parse_module(source), source
-    else:
-        module, text = source, source.code if text is None else text
     if not replacements and not appends:
-        return EditResult(module.code, 0, 0)
+        return EditResult(text, 0, 0)
     facts = SourceFacts(text)
     editor = AssertionEditor(replacements, appends, facts)
-    module = _visit_touched(module, editor, facts)
+    spans = _edit_statements(text, editor, facts)
+    if spans is None:  # never seen: libcst and ast disagree on a statement; edit the module
+        module = cst.parse_module(text)
+        editor = AssertionEditor(replacements, appends, facts)
+        code = module.visit(editor).code
+    else:
+        code = _splice(text, spans)
     if editor.needs_pytest and not facts.binds_pytest:
-        module = _add_import(module, "pytest")
-    return EditResult(module.code, editor.applied, editor.duplicates)
+        code, spans = _add_import(cst.parse_module(code), "pytest").code, None
+    return EditResult(code, editor.applied, editor.duplicates, None if spans is None else tuple(spans))
 
 
 def _add_import(module: cst.Module, name: str) -> cst.Module:
@@ -275,19 +299,40 @@ def _add_import(module: cst.Module, name: str) -> cst.Module:
     return AddImportsVisitor(context).transform_module(module)
 
 
-def _visit_touched(module: cst.Module, editor: AssertionEditor, facts: SourceFacts) -> cst.Module:
-    """The module after the editor visited the top-level statements that hold an edit; the
-    others stay as they are (most of a big file, when a few tests get assertions)."""
-    if len(facts.top_level) != len(module.body):  # never seen; visit everything to be safe
-        return module.visit(editor)
+def source_lines(text: str) -> list[str]:
+    """``text``'s lines with their endings, split where Python's tokenizer counts a new line
+    (``str.splitlines`` also splits at form feeds and other separators)."""
+    return io.StringIO(text, newline="").readlines()
+
+
+def _edit_statements(text: str, editor: AssertionEditor, facts: SourceFacts) -> list[Span] | None:
+    """The editor's changes, made on the touched top-level statements alone: their lines are
+    parsed together as one module (one parser call: each costs milliseconds) and each is
+    visited and generated on its own. None when libcst does not count them as ast does."""
+    lines = source_lines(text)
     touched = facts.lines_to_visit(editor.replacements, editor.appends)
-    body = list(module.body)
-    for index, (first, last) in enumerate(facts.top_level):
-        start = bisect.bisect_left(touched, first)
-        if start < len(touched) and touched[start] <= last:
-            editor.start_at(bisect.bisect_left(facts.placeholders, first))
-            body[index] = body[index].visit(editor)
-    return module.with_changes(body=body)
+    statements = [(first, last) for first, last in facts.top_level
+                  if (start := bisect.bisect_left(touched, first)) < len(touched) and touched[start] <= last]
+    chunks = ["".join(lines[first - 1:last]) for first, last in statements]
+    if chunks and not chunks[-1].endswith(("\n", "\r")):  # the file's last line
+        chunks[-1] += "\n"
+    module = cst.parse_module("".join(chunks))
+    if len(module.body) != len(statements):
+        return None
+    spans = []
+    for (first, last), chunk, node in zip(statements, chunks, module.body, strict=True):
+        editor.start_at(bisect.bisect_left(facts.placeholders, first), first)
+        code = module.code_for_node(node.visit(editor))
+        if code != chunk:
+            spans.append(Span(first, last, code if lines[last - 1].endswith(("\n", "\r")) else code.rstrip("\r\n")))
+    return spans
+
+
+def _splice(text: str, spans: list[Span]) -> str:
+    lines = source_lines(text)
+    for span in reversed(spans):
+        lines[span.first - 1:span.last] = [span.text]
+    return "".join(lines)
 
 
 def apply_edits(source: str, replacements: dict[int, str], appends: dict[str, str]) -> tuple[str, int]:

@@ -30,7 +30,7 @@ FINAL = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.CRASH
 """Outcomes a later run of the same candidate cannot overturn."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckResult:
     outcome: Outcome
     detail: str = ""
@@ -73,9 +73,17 @@ class Verifier:
 
     def __init__(self):
         self._compiled: dict[str, object] = {}
+        self._screened: dict[str, tuple[str | None, CheckResult | None]] = {}
+        """Screening by text: the same candidates come back at many sites."""
 
     def screen(self, text: str) -> tuple[str | None, CheckResult | None]:
         """``(normalised text, None)`` for a checkable assertion, else ``(None, why not)``."""
+        screened = self._screened.get(text)
+        if screened is None:
+            screened = self._screened[text] = self._screen(text)
+        return screened
+
+    def _screen(self, text: str) -> tuple[str | None, CheckResult | None]:
         normalized = normalize_assertion(text)
         if normalized is None:
             return None, CheckResult(Outcome.SYNTAX, "does not parse as one statement")

@@ -93,6 +93,53 @@ def test_an_append_to_a_redefined_test_goes_where_it_always_went():
                               .replace("y = 2\n", "y = 2\n    assert y == 2\n"), 2)
 
 
+def test_a_placeholder_in_a_redefined_test_is_judged_by_its_own_body():
+    before = "def test_a():\n    x = 1\n    assert x == 1\n\n\ndef test_a():\n    x = 1\n    assert ...\n"
+    after, count = apply_edits(before, {8: "assert x == 1"}, {})
+    assert (after, count) == (before.replace("assert ...", "assert x == 1"), 1)
+
+
+def _many_tests(count: int, newline: str) -> str:
+    parts = ["import pytest\n"]
+    for i in range(count):
+        parts.append([f"\n# {i}\ndef test_p{i}():\n    x = {i}\n    assert ...  # keep\n",
+                      f"\n@pytest.mark.slow\ndef test_n{i}():\n    y = [{i}]\n",
+                      f"\nclass TestC{i}:\n    def test_m(self):\n        z = {i}\n        assert z == {i}\n"][i % 3])
+    return "".join(parts).replace("\n", newline)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_a_diff_of_the_changed_statements_is_the_whole_file_diff(newline, trailing_newline):
+    """Edits parse only the statements they touch and the diff matches lines only there:
+    the result is the file difflib compares whole, hunk for hunk."""
+    import random
+
+    from pytest_kdassert.changes import unified_diff
+    from pytest_kdassert.rewrite import edit_source
+
+    text = _many_tests(40, newline)
+    text = text if trailing_newline else text.rstrip(newline)
+    placeholders = [n for n, line in enumerate(text.splitlines(), 1) if "assert ..." in line]
+    rng = random.Random(0)
+    for _ in range(15):
+        replacements = {line: f"assert x == {line}" for line in placeholders if rng.random() < 0.5}
+        appends = {f"test_n{i}": f"assert y == [{i}]" for i in range(1, 40, 3) if rng.random() < 0.5}
+        appends |= {f"TestC{i}.test_m": "assert z > 0" for i in range(2, 40, 3) if rng.random() < 0.5}
+        edited = edit_source(text, replacements, appends)
+        assert edited.applied == len(replacements) + len(appends)
+        for line, assertion in replacements.items():  # each placeholder got its own text
+            assert edited.code.splitlines()[line - 1 + sum(
+                1 for name in appends if _line_of(text, name) < line)].strip() == f"{assertion}  # keep"
+        assert unified_diff(text, edited.code, "t.py", edited.spans) == unified_diff(text, edited.code, "t.py")
+
+
+def _line_of(text: str, qualname: str) -> int:
+    name = qualname.split(".")[0]
+    return next(n for n, line in enumerate(text.splitlines(), 1)
+                if line.startswith((f"def {name}(", f"class {name}:")))
+
+
 def test_one_line_body_is_left_alone():
     before = "def test_a(): f()\n"
     assert apply_edits(before, {}, {"test_a": "assert f()"}) == (before, 0)
