@@ -17,6 +17,7 @@ from pytest_kdassert.cache import CachedSuggester, model_fingerprint
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.model_worker import WorkerSuggester
+from pytest_kdassert.repeatable import repeatable_call
 from pytest_kdassert.session import SuggestSession
 from pytest_kdassert.suggester import ModelSuggester
 from pytest_kdassert.summary import finish, show
@@ -94,7 +95,7 @@ class KdassertHooks:
         trap = self.session.trap_for(item.nodeid)
         if trap is None:
             return (yield)
-        guard = self.session.rerun_guard(item.nodeid, lambda: _run_again(item))
+        guard = self.session.rerun_guard(item.nodeid, lambda: _run_again(item), repeatable_call(item))
         try:
             with trap:
                 result = yield

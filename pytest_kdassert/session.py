@@ -310,9 +310,12 @@ class SuggestSession:
         self._grounded_now = False
         return FrameTrap(code, on_line, on_return)
 
-    def rerun_guard(self, nodeid: str, run_again: Callable[[], None]) -> RerunGuard | None:
-        """The flakiness guard of one test call (forks its child now), or None."""
-        if not self.settings.ground:
+    def rerun_guard(self, nodeid: str, run_again: Callable[[], None],
+                    repeatable: bool = False) -> RerunGuard | None:
+        """The flakiness guard of one test call (forks its child now), or None: also for a
+        call that must give the same values again (:mod:`.repeatable`), where a re-run
+        could tell nothing."""
+        if not self.settings.ground or repeatable:
             return None
         return RerunGuard(self, nodeid, run_again, self.runner.isolated)
 

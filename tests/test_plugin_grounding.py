@@ -254,3 +254,54 @@ def test_focal_names_collects_assigned_targets():
                      "    late = cart.total(y)\n").body[0]
     assert focal_names(node, "cart.total", before_line=4) == {"total", "a", "b"}
     assert focal_names(node, None) == set()
+
+
+PURE_FOCAL = '''
+def scale(values, factor):
+    return [v * factor for v in values]
+'''
+
+PURE_TESTS = '''
+import random
+
+import pytest
+
+from shapes import scale
+
+
+def test_pure():
+    result = scale([1, 2], 3)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_pure_param(k):
+    result = scale([k], 2)
+
+
+def test_drawn():
+    result = scale([random.randint(0, 1000)], 1)
+'''
+
+
+@pytest.mark.slow
+def test_a_call_that_must_repeat_its_values_forks_no_rerun(pytester, monkeypatch):
+    """The flakiness re-run is skipped where it could tell nothing (:mod:`.repeatable`): the
+    pure tests keep their grounded values without a standby child; the one that draws a
+    random number is still re-run, and its value found unstable."""
+    import pytest_kdassert.flakiness as flakiness
+
+    forked = []
+    real = flakiness.Standby
+    monkeypatch.setattr(flakiness, "Standby", lambda *a, **k: forked.append(1) or real(*a, **k))
+    pytester.makepyfile(shapes=PURE_FOCAL, test_shapes_pure=PURE_TESTS)
+    pytester.makeconftest(fixed_suggester({}))
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_inprocess("--suggest-asserts", f"--kdassert-report={report}",
+                                          "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    sites = _sites(report)
+    assert sites["test_pure"]["chosen"] == "assert result == [3, 6]"
+    assert sites["test_pure_param"]["status"] == "suggested"
+    drawn = {c["outcome"] for c in sites["test_drawn"]["candidates"] if c["text"].startswith("assert result == [")}
+    assert drawn == {"unstable"} and sites["test_drawn"]["chosen"] == "assert len(result) == 1"
+    assert len(forked) == 1  # test_drawn's
