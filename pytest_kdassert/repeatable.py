@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import math
 import operator
@@ -158,13 +159,18 @@ def _cell_constant(cell) -> bool:
 
 
 def _definition(function: types.FunctionType) -> ast.FunctionDef | None:
+    return _parsed_definition(function.__code__)
+
+
+@functools.lru_cache(maxsize=4096)  # every site of a module asks about the same functions
+def _parsed_definition(code: types.CodeType) -> ast.FunctionDef | None:
     try:
-        source = textwrap.dedent(inspect.getsource(function))
+        source = textwrap.dedent(inspect.getsource(code))
         tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError):
         return None
     node = tree.body[0] if tree.body else None
-    if not isinstance(node, ast.FunctionDef) or node.name != function.__name__:
+    if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
         return None
     return node
 

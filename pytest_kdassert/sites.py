@@ -8,6 +8,7 @@ picks the suggestion. Both are plain objects with unit tests of their own.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass, field
 
 from pytest_kdassert.core.assertions import dotted_name
@@ -162,6 +163,7 @@ def why_redundant(text: str, existing: frozenset[str],
     return None
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked of every candidate at every site
 def _name_and_literal(text: str) -> tuple[str, str] | None:
     """``(name, literal source)`` of ``assert name == lit`` / ``self.assertEqual(name, lit)``
     (a dotted name too: ``t.title``)."""
@@ -171,6 +173,7 @@ def _name_and_literal(text: str) -> tuple[str, str] | None:
     return dotted_name(nodes[0]), ast.unparse(nodes[1])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def pinned_value(text: str) -> tuple[str, str] | None:
     """``(expression, literal)`` of a check that pins an expression to a literal:
     ``assert E == lit`` or ``is`` (either side), ``self.assertEqual(E, lit)``,
