@@ -14,6 +14,7 @@ come out sorted when their items sort, so the text is stable from run to run.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class Grounded:
     value_literal: str
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked for every candidate at every run of a site
 def grounding_site(candidate: str) -> GroundingSite | None:
     """Find the observed expression in a candidate, or None when it has no groundable form.
 
@@ -136,6 +138,7 @@ def _is_literal(node: ast.expr) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_unstable_expression(expr: str) -> bool:
     """True when ``expr`` calls something plainly non-deterministic (ids, clocks, randomness)."""
     try:
