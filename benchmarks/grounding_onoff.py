@@ -122,6 +122,8 @@ class GroundingBenchConfig:
     """``kdassert mine``'s source cache; projects are read from its ``unpacked/``."""
     modes: tuple[str, ...] = tuple(mode for mode, _ in MODES)
     """Which of ``MODES`` to run (all of them by default)."""
+    exemplars: int | None = None
+    """``--kdassert-exemplars`` of the "exemplars" mode (None: the plugin's default)."""
     false_sites: bool = True
     """Also run the drawn tests' files unmodified (no model: a stub suggester) and count the
     sites the plugin finds there: tests it would call assertion-less."""
@@ -446,6 +448,8 @@ def bench_project(project: str, examples: list[Example], config: GroundingBenchC
         for mode, flags in MODES:
             if mode not in config.modes:
                 continue
+            if mode == "exemplars" and config.exemplars is not None:
+                flags = (*flags, f"--kdassert-exemplars={config.exemplars}")
             report = Path(tmp) / f"report-{mode}.json"
             payload, seconds, output = (
                 run_plugin(run_dir, import_dir, nodeids, flags, report, config) if nodeids
@@ -615,6 +619,8 @@ def parse_args(argv=None) -> GroundingBenchConfig:
     parser.add_argument("--out", default=GroundingBenchConfig.out)
     parser.add_argument("--modes", default=",".join(m for m, _ in MODES),
                         help="comma-separated subset of on,off,templates")
+    parser.add_argument("--exemplars", type=int, default=None,
+                        help="exemplars retrieved per site in the exemplars mode (default: the plugin's)")
     parser.add_argument("--no-false-sites", action="store_true",
                         help="skip the run of the unmodified test files")
     parser.add_argument("--cache-dir", default=GroundingBenchConfig.cache_dir,
@@ -626,6 +632,7 @@ def parse_args(argv=None) -> GroundingBenchConfig:
                                 per_project=args.per_project, seed=args.seed,
                                 threads=args.threads, timeout=args.timeout, out=args.out,
                                 cache_dir=args.cache_dir, false_sites=not args.no_false_sites,
+                                exemplars=args.exemplars,
                                 modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()))
 
 
