@@ -72,11 +72,15 @@ def repeatable_call(item) -> bool:
         return False
 
 
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
 def is_constant(value, depth: int = 0) -> bool:
-    """An immutable value made of immutable values."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+    """An immutable value made of immutable values (exact builtin types: a subclass may
+    bring methods of its own)."""
+    if type(value) in _SCALARS:
         return True
-    if isinstance(value, (tuple, frozenset)) and depth < 4 and len(value) <= 1000:
+    if type(value) in (tuple, frozenset) and depth < 4 and len(value) <= 1000:
         return all(is_constant(item, depth + 1) for item in value)
     return False
 

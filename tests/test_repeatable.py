@@ -188,3 +188,10 @@ def test_constants_are_immutable_all_the_way_down():
     assert is_constant((1, "a", (2.0, None), frozenset({b"x"})))
     assert not is_constant((1, [2]))
     assert not is_constant({"a": 1})
+
+    class Loud(str):
+        def upper(self):
+            SEEN.append(self)
+            return str.upper(self)
+
+    assert not is_constant(Loud("x"))
