@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import sys
-import time
 from collections.abc import Callable
 
 from pytest_kdassert.observed import RERUN_KEY, adopt, rerun_payload
-from pytest_kdassert.sandbox import Failure, Standby
+from pytest_kdassert.sandbox import Failure, Standby, monotonic
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class RerunGuard:
         self.nodeid = nodeid
         self.run_again = run_again
         self._standby = Standby(self._job, reaper=session.runner.reaper) if isolated else None
-        self._started = time.monotonic()
+        self._started = monotonic()
 
     def finish(self, grounded_now: bool) -> None:
         """After a call that passed: re-run when a value was grounded, else end the child."""
@@ -50,7 +49,7 @@ class RerunGuard:
         wanted = {str(pos): sorted(i for i, seen in state.ground_seen.items()
                                    if any(text is not None for text in seen))
                   for pos, state in enumerate(states)}
-        limit = self.session.settings.timeout + 2 * (time.monotonic() - self._started)
+        limit = self.session.settings.timeout + 2 * (monotonic() - self._started)
         answer = self._standby.go({**wanted, **rerun_payload(states, wanted)}, limit)
         self._standby = None
         self._merge(states, answer)

@@ -30,6 +30,7 @@ import signal
 import struct
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,20 @@ compiling (``ast.parse`` too) is allowed, running anything else is not."""
 MEMORY_HEADROOM = 4 << 30
 """Address space a child may add to what the parent had (RLIMIT_AS), where settable."""
 
+_REAL = types.SimpleNamespace(
+    pipe=os.pipe, read=os.read, write=os.write, close=os.close, fork=os.fork if AVAILABLE else None,
+    waitpid=os.waitpid if hasattr(os, "waitpid") else None, kill=os.kill, exit=os._exit,
+    open=os.open, dup2=os.dup2, sysconf=getattr(os, "sysconf", None), open_file=open,
+    select=select.select, monotonic=time.monotonic)
+"""The OS calls of the sandbox's own plumbing (pipes, forks, deadlines), as they were when
+kdassert loaded. A test may fake or patch them while it runs (pyfakefs swaps the ``os`` that
+modules imported for a fake one whose ``pipe`` makes fake descriptors; freezegun stops the
+clocks; monkeypatch sets any attribute): the plumbing that contains the candidates must not
+follow. Kept in a namespace, where such patchers do not look."""
+
+monotonic = _REAL.monotonic
+"""The clock of time limits (a test may freeze ``time``)."""
+_DEVNULL, _O_RDWR, _WNOHANG = os.devnull, os.O_RDWR, getattr(os, "WNOHANG", 1)
 _HEADER = struct.Struct(">I")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _REFUSED_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.kill", "os.killpg",
@@ -124,7 +139,7 @@ class Reaper:
 
     def add(self, pid: int) -> None:
         self.pids.append(pid)
-        self.pids = [p for p in self.pids if not _reaped(p, os.WNOHANG)]
+        self.pids = [p for p in self.pids if not _reaped(p, _WNOHANG)]
 
     def close(self) -> None:
         for pid in self.pids:
@@ -134,7 +149,7 @@ class Reaper:
 
 def _reaped(pid: int, options: int) -> bool:
     try:
-        return os.waitpid(pid, options)[0] != 0
+        return _REAL.waitpid(pid, options)[0] != 0
     except ChildProcessError:
         return True  # someone else (an os.wait() in a test) reaped it
 
@@ -147,7 +162,7 @@ def run_forked(tasks: Sequence, work: Callable[[object], object], timeout: float
     while start < len(tasks):
         pending = tasks[start:]
         child = _Child(lambda send, todo=pending: _serve(todo, work, send, refuse_code), reaper)
-        deadline = time.monotonic() + timeout
+        deadline = _REAL.monotonic() + timeout
         try:
             for task in pending:
                 start += 1
@@ -178,40 +193,40 @@ class Standby:
 
     def __init__(self, job: Callable[[object, Guard], object], refuse_code: bool = False,
                  reaper: Reaper | None = None):
-        control_read, self._control = os.pipe()
+        control_read, self._control = _REAL.pipe()
         control_write = self._control
 
         def body(send) -> None:
-            os.close(control_write)
+            _REAL.close(control_write)
             message = _read_until_eof(control_read)
             if message:
                 guard = install_guard(refuse_code)
                 send({"result": job(json.loads(message), guard)})
 
         self._child = _Child(body, reaper, quiet=False)  # the test's logging runs as it would
-        os.close(control_read)
+        _REAL.close(control_read)
 
     def go(self, payload, timeout: float):
         """The job's result for ``payload``, or a :class:`Failure`."""
         with contextlib.suppress(OSError):  # the child is gone: receive reports how
-            os.write(self._control, json.dumps(payload).encode())
-        os.close(self._control)
+            _REAL.write(self._control, json.dumps(payload).encode())
+        _REAL.close(self._control)
         self._control = None
         try:
-            return self._child.receive(time.monotonic() + timeout, timeout)
+            return self._child.receive(_REAL.monotonic() + timeout, timeout)
         finally:
             self._child.stop()
 
     def dismiss(self) -> None:
         if self._control is not None:
-            os.close(self._control)
+            _REAL.close(self._control)
             self._control = None
         self._child.stop()
 
 
 def _read_until_eof(fd: int) -> bytes:
     chunks = []
-    while chunk := os.read(fd, 65536):
+    while chunk := _REAL.read(fd, 65536):
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -221,15 +236,15 @@ class _Child:
 
     def __init__(self, body: Callable, reaper: Reaper | None = None, quiet: bool = True):
         self.reaper = reaper
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = _REAL.pipe()
         limit = _memory_limit()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-            pid = os.fork()
+            pid = _REAL.fork()
         if pid == 0:
-            os.close(read_fd)
+            _REAL.close(read_fd)
             _child_main(body, write_fd, limit, quiet)
-        os.close(write_fd)
+        _REAL.close(write_fd)
         self.pid: int | None = pid
         self.fd: int | None = read_fd
         self.buffer = b""
@@ -239,13 +254,13 @@ class _Child:
             message = self._next_message()
             if message is not None:
                 return message
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-                if time.monotonic() >= deadline:
+            remaining = deadline - _REAL.monotonic()
+            if remaining <= 0 or not _REAL.select([self.fd], [], [], remaining)[0]:
+                if _REAL.monotonic() >= deadline:
                     self.stop()
                     return Failure("timeout", f"ran over the {timeout:g} s time limit")
                 continue
-            chunk = os.read(self.fd, 65536)
+            chunk = _REAL.read(self.fd, 65536)
             if not chunk:
                 return Failure("crashed", self._ended())
             self.buffer += chunk
@@ -272,7 +287,7 @@ class _Child:
         return message.get("result")
 
     def _ended(self) -> str:
-        _, status = os.waitpid(self.pid, 0)
+        _, status = _REAL.waitpid(self.pid, 0)
         self.pid = None
         if os.WIFSIGNALED(status):
             return f"the process was killed by signal {os.WTERMSIG(status)}"
@@ -282,14 +297,14 @@ class _Child:
         """Kill the child (if it still runs), reap it now or through the reaper, close the pipe."""
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                _REAL.kill(self.pid, signal.SIGKILL)
             if self.reaper is not None:
                 self.reaper.add(self.pid)
             else:
                 _reaped(self.pid, 0)
             self.pid = None
         if self.fd is not None:
-            os.close(self.fd)
+            _REAL.close(self.fd)
             self.fd = None
 
 
@@ -302,7 +317,7 @@ def _child_main(body: Callable, write_fd: int, memory_limit: int | None, quiet: 
     except BaseException:  # noqa: BLE001 - the parent sees a crash; nothing may escape
         status = 70
     finally:
-        os._exit(status)
+        _REAL.exit(status)
 
 
 def _enter_child(memory_limit: int | None, quiet: bool) -> None:
@@ -310,11 +325,11 @@ def _enter_child(memory_limit: int | None, quiet: bool) -> None:
     gc.disable()
     if quiet:
         logging.disable(logging.CRITICAL)  # handlers may hold open files (--log-file)
-    null = os.open(os.devnull, os.O_RDWR)
+    null = _REAL.open(_DEVNULL, _O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the child
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+        _REAL.dup2(null, fd)
+    sys.stdin = _REAL.open_file(_DEVNULL)  # noqa: SIM115 - lives as long as the child
+    sys.stdout = sys.stderr = _REAL.open_file(_DEVNULL, "w")  # noqa: SIM115
     if memory_limit is not None:
         try:
             import resource
@@ -326,14 +341,14 @@ def _enter_child(memory_limit: int | None, quiet: bool) -> None:
 
 def _memory_limit() -> int | None:
     try:
-        with open("/proc/self/statm") as statm:
+        with _REAL.open_file("/proc/self/statm") as statm:
             pages = int(statm.read().split()[0])
-        return pages * os.sysconf("SC_PAGE_SIZE") + MEMORY_HEADROOM
+        return pages * _REAL.sysconf("SC_PAGE_SIZE") + MEMORY_HEADROOM
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _send(fd: int, message: dict, dumps=json.dumps, size=len, write=os.write) -> None:
+def _send(fd: int, message: dict, dumps=json.dumps, size=len, write=_REAL.write) -> None:
     """Frame and write one message (bound at import: a task may patch json or builtins)."""
     try:
         data = dumps(message).encode()

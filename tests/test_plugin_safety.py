@@ -303,3 +303,38 @@ def test_twice():
     assert [(t, o) for t, o, _ in sites["test_twice"]] == [
         ("assert oid == 0", "failed"), ("assert oid == 1", "failed"),
         ("assert oid == (0, 0)", "redundant")]
+
+
+def test_a_test_that_fakes_os_and_the_clock_cannot_redirect_the_sandbox(pytester):
+    """pyfakefs swaps the ``os`` that modules imported for a fake one (its ``pipe`` makes fake
+    descriptors), freezegun stops the clocks, monkeypatch sets attributes: the sandbox's
+    pipes, forks and deadlines keep to the calls they had when kdassert loaded."""
+    tests = '''
+import os
+import select
+import sys
+import time
+import types
+
+
+class Box:
+    def __init__(self, size):
+        self.size = size
+
+
+def _broken(*args, **kwargs):
+    raise OSError("faked by the test")
+
+
+def test_faked(monkeypatch):
+    monkeypatch.setattr(os, "pipe", _broken)
+    monkeypatch.setattr(os, "read", _broken)
+    monkeypatch.setattr(select, "select", _broken)
+    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
+    monkeypatch.setattr(sys.modules["pytest_kdassert.sandbox"], "os", types.SimpleNamespace())
+    box = Box(3)
+'''
+    result, sites = _run(pytester, {"test_faked": ["assert box.size == 0"]}, tests)
+    result.assert_outcomes(passed=1)
+    assert [(t, o) for t, o, _ in sites["test_faked"]] == [
+        ("assert box.size == 0", "failed"), ("assert box.size == 3", "passed")]
