@@ -64,11 +64,14 @@ class RerunGuard:
             why = answer.detail if isinstance(answer, Failure) else \
                 f"the sandbox refused {', '.join(answer['refused'])}"
             logger.info("kdassert: no stability check for %s: re-run %s", self.nodeid, why)
+            _mark(states, "no verdict")
             return
         if answer["failed"]:
             for state in states:
                 state.rerun_failed = True
+            _mark(states, "failed")
             return
+        _mark(states, "done")
         for pos, seen in answer["seen"].items():
             state = states[int(pos)]
             for index, texts in seen.items():
@@ -107,6 +110,16 @@ class RerunGuard:
         if not self._observe(None):
             for state in states:
                 state.rerun_failed = True
+            _mark(states, "failed")
+            return
+        _mark(states, "done")
+
+
+def _mark(states, outcome: str) -> None:
+    """Record the re-run's outcome at the sites it checked (those that grounded a value)."""
+    for state in states:
+        if any(any(text is not None for text in seen) for seen in state.ground_seen.values()):
+            state.rerun = outcome
 
 
 def _reseed() -> None:

@@ -11,7 +11,7 @@ from pytest_kdassert.core.errors import ConfigError
 
 REPORT_VERSION = 1
 """Fields added since (``origin``, ``grounded_from``, ``chosen_origin``, ``exemplars``,
-``similarity``) are additive."""
+``similarity``, ``rerun``) are additive."""
 
 
 def site_record(state, display_path: str) -> dict:
@@ -29,6 +29,7 @@ def site_record(state, display_path: str) -> dict:
         "chosen": state.chosen.text if state.chosen else None,
         "chosen_origin": state.chosen.origin if state.chosen else None,
         "chosen_grounded_from": state.chosen.grounded_from if state.chosen else None,
+        "rerun": state.rerun,
         "exemplars": [{"test": e.entry.test_id, "assertion": e.entry.assertion,
                        "similarity": round(e.score, 4)} for e in state.exemplars],
         "candidates": [c.to_dict() for c in state.candidates],

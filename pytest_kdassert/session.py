@@ -315,7 +315,11 @@ class SuggestSession:
         """The flakiness guard of one test call (forks its child now), or None: also for a
         call that must give the same values again (:mod:`.repeatable`), where a re-run
         could tell nothing."""
-        if not self.settings.ground or repeatable:
+        if not self.settings.ground:
+            return None
+        if repeatable:
+            for state in self.by_test.get(nodeid, (None, []))[1]:
+                state.rerun = "skipped: repeatable"
             return None
         return RerunGuard(self, nodeid, run_again, self.runner.isolated)
 

@@ -83,6 +83,10 @@ class SiteState:
     """The project's most similar other assertions (:class:`~.core.exemplars.Exemplar`)."""
     rerun_failed: bool = False
     """The flakiness re-run of one of the site's tests raised: its grounded values are void."""
+    rerun: str | None = None
+    """What the flakiness guard did at the site's last call: ``done`` (a re-run compared the
+    values), ``failed`` (it raised), ``no verdict`` (refused, hung or crashed), ``skipped:
+    repeatable`` (the call must repeat its values, :mod:`.repeatable`); None: nothing to check."""
     chosen: CandidateCheck | None = None
     status: Status = Status.PENDING
 

@@ -170,7 +170,7 @@ def test_failing_tests_and_failing_candidates_get_no_suggestion(pytester):
         "nodeid": "test_mixed.py::test_fails", "nodeids": ["test_mixed.py::test_fails"],
         "file": "test_mixed.py", "line": 3, "function": "test_fails", "mode": "placeholder",
         "focal": None, "status": "test-failed", "chosen": None, "chosen_origin": None,
-        "chosen_grounded_from": None, "exemplars": [],
+        "chosen_grounded_from": None, "rerun": None, "exemplars": [],
         "candidates": [{"text": "assert x == 1", "score": None, "rank": 0,
                         "outcome": "passed", "detail": "", "origin": "model",
                         "grounded_from": None, "similarity": None}],

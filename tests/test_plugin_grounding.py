@@ -304,4 +304,6 @@ def test_a_call_that_must_repeat_its_values_forks_no_rerun(pytester, monkeypatch
     assert sites["test_pure_param"]["status"] == "suggested"
     drawn = {c["outcome"] for c in sites["test_drawn"]["candidates"] if c["text"].startswith("assert result == [")}
     assert drawn == {"unstable"} and sites["test_drawn"]["chosen"] == "assert len(result) == 1"
+    assert [sites[name]["rerun"] for name in ("test_pure", "test_pure_param", "test_drawn")] == [
+        "skipped: repeatable", "skipped: repeatable", "done"]
     assert len(forked) == 1  # test_drawn's
