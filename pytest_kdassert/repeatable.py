@@ -86,7 +86,7 @@ def is_constant(value, depth: int = 0) -> bool:
 
 
 class _Purity:
-    """Purity verdicts of functions (by code object), with the names each one reads."""
+    """The purity verdicts of one check, by code object: each function met is judged once."""
 
     def __init__(self):
         self._verdicts: dict[types.CodeType, bool] = {}
