@@ -90,7 +90,7 @@ class ChangeSet:
             edited = self._edit(path, tuple(changes), replacements, appends)
             result.new_data = encode_python(edited.code, baseline.encoding)
         except (cst.ParserSyntaxError, SyntaxError) as exc:
-            result.problem = f"libcst cannot parse it ({str(exc).splitlines()[0]})"
+            result.problem = f"it cannot be parsed ({str(exc).splitlines()[0]})"
             return result
         except ValueError as exc:  # the file's encoding can't store the new text
             result.problem = str(exc)
