@@ -26,6 +26,7 @@ import math
 import operator
 import textwrap
 import types
+import unittest
 
 PURE_BUILTINS = frozenset(getattr(builtins, name) for name in (
     "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex", "dict",
@@ -55,19 +56,32 @@ _CONTEXTS = (ast.Load, ast.Store, ast.Del, ast.expr_context, ast.operator, ast.u
 
 
 def repeatable_call(item) -> bool:
-    """Whether running ``item``'s test body again must give the values it gave the first time."""
+    """Whether running ``item``'s test body again must give the values it gave the first time.
+
+    A test method qualifies when its body uses its instance only to call unittest's own
+    assertion methods (``self.assertEqual(...)``; not overridden by the class): what setup
+    stored on the instance may differ in the re-run, which builds the instance afresh.
+    """
+    cls = getattr(item, "cls", None)
     function = getattr(item, "obj", None)
-    if getattr(item, "cls", None) is not None or not isinstance(function, types.FunctionType):
-        return False  # a method reads its instance, which setup may fill with anything
-    values = getattr(item, "funcargs", {})  # set up by now: what the body receives
+    function = getattr(function, "__func__", function)  # a bound method's function
+    if not isinstance(function, types.FunctionType):
+        return False
     try:
-        arguments = inspect.signature(function).parameters
+        arguments = list(inspect.signature(function).parameters)
     except (TypeError, ValueError):
         return False
+    instance = None
+    if cls is not None:
+        if not arguments:
+            return False
+        instance, arguments = arguments[0], arguments[1:]
+    values = getattr(item, "funcargs", {})  # set up by now: what the body receives
     if any(name not in values or not is_constant(values[name]) for name in arguments):
         return False  # an object from a fixture or parameter may change as the body runs
     try:
-        return _Purity().function(function, depth=0, decorators_allowed=True)
+        return _Purity().function(function, depth=0, decorators_allowed=True,
+                                  instance=(instance, cls) if instance else None)
     except Exception:  # noqa: BLE001 - odd user code: not provably repeatable, the guard runs
         return False
 
@@ -91,17 +105,20 @@ class _Purity:
     def __init__(self):
         self._verdicts: dict[types.CodeType, bool] = {}
 
-    def function(self, function: types.FunctionType, depth: int, decorators_allowed: bool = False) -> bool:
+    def function(self, function: types.FunctionType, depth: int, decorators_allowed: bool = False,
+                 instance: tuple[str, type] | None = None) -> bool:
+        """``instance``: (parameter name, class) of a test method's own instance."""
         code = function.__code__
         if code in self._verdicts:
             return self._verdicts[code]
         # a function that calls itself is pure when the rest of its body is (assumed while checked)
         self._verdicts[code] = True
-        verdict = depth <= _MAX_DEPTH and self._check(function, depth, decorators_allowed)
+        verdict = depth <= _MAX_DEPTH and self._check(function, depth, decorators_allowed, instance)
         self._verdicts[code] = verdict
         return verdict
 
-    def _check(self, function: types.FunctionType, depth: int, decorators_allowed: bool) -> bool:
+    def _check(self, function: types.FunctionType, depth: int, decorators_allowed: bool,
+               instance: tuple[str, type] | None = None) -> bool:
         if hasattr(function, "__wrapped__") or function.__code__.co_flags & (
                 inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
             return False
@@ -114,7 +131,13 @@ class _Purity:
         if node is None or (node.decorator_list and not decorators_allowed):
             return False
         local = _local_names(node)
-        return all(self._node(child, function, local, depth) for child in _body_nodes(node))
+        if instance is not None:
+            name, cls = instance
+            if not _instance_only_asserts(node, name, cls):
+                return False
+            local.discard(name)  # its uses were checked: only assertion calls
+        return all(self._node(child, function, local, depth) for child in _body_nodes(node)
+                   if not _is_instance_name(child, instance))
 
     def _node(self, node: ast.AST, function, local: set[str], depth: int) -> bool:
         if isinstance(node, ast.stmt):
@@ -146,6 +169,30 @@ class _Purity:
         if isinstance(value, types.FunctionType):
             return self.function(value, depth + 1)
         return False
+
+
+def _is_instance_name(node: ast.AST, instance: tuple[str, type] | None) -> bool:
+    return instance is not None and isinstance(node, ast.Name) and node.id == instance[0]
+
+
+def _instance_only_asserts(node: ast.FunctionDef, name: str, cls: type) -> bool:
+    """Whether every use of the instance ``name`` in ``node``'s body calls one of unittest's
+    own assertion methods (``self.assertEqual(a, b)``), which depend on their arguments alone."""
+    allowed = set()
+    for child in _body_nodes(node):
+        if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
+                and isinstance(child.func.value, ast.Name) and child.func.value.id == name:
+            attr = child.func.attr
+            if attr.startswith("assert") and _unittest_own(cls, attr):
+                allowed.add(id(child.func.value))
+    return all(id(child) in allowed for child in _body_nodes(node)
+               if isinstance(child, ast.Name) and child.id == name)
+
+
+def _unittest_own(cls: type, attr: str) -> bool:
+    own = getattr(unittest.TestCase, attr, None)
+    return own is not None and isinstance(cls, type) and issubclass(cls, unittest.TestCase) \
+        and getattr(cls, attr, None) is own
 
 
 def _is_pure_builtin(value) -> bool:

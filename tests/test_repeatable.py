@@ -9,6 +9,7 @@ import os
 import random
 import time
 import types
+import unittest
 
 import pytest
 
@@ -174,12 +175,7 @@ def test_anything_that_may_differ_on_a_second_run_is_not_repeatable(call):
     assert not repeatable_call(_item(_case(call)))
 
 
-def test_methods_and_functions_without_source_are_not_repeatable():
-    class TestA:
-        def test_x(self):
-            pass
-
-    assert not repeatable_call(_item(TestA.test_x, cls=TestA))
+def test_functions_without_source_are_not_repeatable():
     assert not repeatable_call(_item(eval("lambda: 1")))  # noqa: S307 - no source on disk
     assert not repeatable_call(_item(len))
 
@@ -195,3 +191,43 @@ def test_constants_are_immutable_all_the_way_down():
             return str.upper(self)
 
     assert not is_constant(Loud("x"))
+
+
+class _Case(unittest.TestCase):
+    def setUp(self):
+        self.seed = random.random()
+
+    def _test_asserts_only(self):
+        result = scale([1, 2], 2)
+        self.assertEqual(result, [2, 4])
+        assert ...
+
+    def _test_reads_setup(self):
+        result = scale([self.seed], 2)
+
+    def _test_unused_self(self):
+        result = scale([1], 2)
+
+
+class _Overriding(_Case):
+    def assertEqual(self, first, second, msg=None):  # noqa: N802 - unittest's name
+        SEEN.append(first)
+
+
+class _PytestStyle:
+    def _test_unused_self(self):
+        result = scale([1], 2)
+
+    def _test_reads_self(self):
+        result = self.value
+
+
+def test_a_method_may_use_its_instance_only_for_unittest_assertions():
+    """The re-run builds the instance afresh (setUp again): what setup stored may differ."""
+    assert repeatable_call(_item(_Case._test_asserts_only, cls=_Case))
+    assert repeatable_call(_item(_Case._test_unused_self, cls=_Case))
+    assert repeatable_call(_item(_Case("run")._test_unused_self, cls=_Case))  # a bound method
+    assert not repeatable_call(_item(_Case._test_reads_setup, cls=_Case))
+    assert not repeatable_call(_item(_Case._test_asserts_only, cls=_Overriding))
+    assert repeatable_call(_item(_PytestStyle._test_unused_self, cls=_PytestStyle))
+    assert not repeatable_call(_item(_PytestStyle._test_reads_self, cls=_PytestStyle))
