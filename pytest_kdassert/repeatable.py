@@ -4,9 +4,9 @@ The flakiness guard (:mod:`.flakiness`) runs a test body a second time to see wh
 values it grounded change; with isolation that second run waits in a child forked before the
 call, and on a big suite those forks are most of the plugin's cost (milliseconds each, more
 than a small test's body). A second run can only tell something when the body can differ,
-so it is skipped for a call that provably can't: a plain test function whose arguments are
-constant parametrize values and whose body, and every function it calls, computes from
-literals alone.
+so it is skipped for a call that provably can't: a test whose arguments are immutable
+constants and whose body, and every function it calls, computes from literals alone (a test
+method may use its instance only to call unittest's own assertion methods).
 
 The analysis is static and conservative, on the source of the test and of the functions its
 names resolve to at call time (recursively): any construct it does not know to be
