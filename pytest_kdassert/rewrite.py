@@ -280,12 +280,9 @@ def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str]
     facts = SourceFacts(text)
     editor = AssertionEditor(replacements, appends, facts)
     spans = _edit_statements(text, editor, facts)
-    if spans is None:  # never seen: libcst and ast disagree on a statement; edit the module
-        module = cst.parse_module(text)
-        editor = AssertionEditor(replacements, appends, facts)
-        code = module.visit(editor).code
-    else:
-        code = _splice(text, spans)
+    # spans None (never seen): libcst and ast disagree on a statement, so the editor, which
+    # has visited nothing yet, edits the whole module
+    code = _splice(text, spans) if spans is not None else cst.parse_module(text).visit(editor).code
     if editor.needs_pytest and not facts.binds_pytest:
         code, spans = _add_import(cst.parse_module(code), "pytest").code, None
     return EditResult(code, editor.applied, editor.duplicates, None if spans is None else tuple(spans))

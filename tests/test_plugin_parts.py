@@ -383,3 +383,16 @@ def test_review_answers(tmp_path, answers, expected):
     accepted = review_changes(pending, changes, ask, shown.append)
     assert accepted == [pending[i] for i in expected]
     assert "[1/2] test_x.py::test_a" in shown[0]
+
+
+def test_the_whole_module_edit_gives_the_same_text_when_statements_cannot_be_split(monkeypatch):
+    """The fallback for a file whose top-level statements libcst and ast count differently."""
+    import pytest_kdassert.rewrite as rewrite
+
+    text = _many_tests(9, "\n")
+    replacements, appends = {6: "assert x == 0"}, {"test_n1": "assert y == [1]"}
+    split = rewrite.edit_source(text, replacements, appends)
+    monkeypatch.setattr(rewrite, "_edit_statements", lambda *args: None)
+    whole = rewrite.edit_source(text, replacements, appends)
+    assert (whole.code, whole.applied, whole.spans) == (split.code, 2, None)
+    assert "    assert x == 0  # keep\n" in whole.code and "    assert y == [1]\n" in whole.code
