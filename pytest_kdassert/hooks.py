@@ -95,7 +95,8 @@ class KdassertHooks:
         trap = self.session.trap_for(item.nodeid)
         if trap is None:
             return (yield)
-        guard = self.session.rerun_guard(item.nodeid, lambda: _run_again(item), repeatable_call(item))
+        repeatable = self.session.settings.ground and repeatable_call(item)  # no guard without grounding
+        guard = self.session.rerun_guard(item.nodeid, lambda: _run_again(item), repeatable)
         try:
             with trap:
                 result = yield
