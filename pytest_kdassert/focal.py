@@ -20,7 +20,8 @@ import sysconfig
 from dataclasses import dataclass
 
 from pytest_kdassert.core.focal import Definition, FocalResolver
-from pytest_kdassert.core.source import definition_source, first_line, flatten_statements
+from pytest_kdassert.core.source import definition_source, flatten_statements
+from pytest_kdassert.loaded_source import definition_at
 
 logger = logging.getLogger(__name__)
 
@@ -123,40 +124,19 @@ class RuntimeSymbols:
 
 
 def _locate(obj) -> tuple[str, ast.AST] | None:
-    """``(file, def node)`` of a function or class, from its file as it is on disk."""
+    """``(file, def node)`` of a function or class, from its file as linecache holds it."""
     try:
-        filename = inspect.getsourcefile(inspect.unwrap(obj))
-        _, lineno = inspect.getsourcelines(obj)
+        target = inspect.unwrap(obj)  # as inspect.getsourcelines does
+        filename = inspect.getsourcefile(target)
+        code = getattr(target, "__code__", None)
+        # a function's first line is in its code object; only a class needs inspect's search
+        lineno = code.co_firstlineno if code is not None else inspect.getsourcelines(obj)[1]
     except (OSError, TypeError, ValueError):
         return None
     if not filename:
         return None
-    tree = _parse(filename)
-    if tree is None:
-        return None
-    name = obj.__name__
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                and node.name == name and lineno in (first_line(node), node.lineno):
-            return filename, node
-    return None
-
-
-def _parse(filename: str) -> ast.Module | None:
-    text = "".join(linecache.getlines(filename))
-    tree = _parse_text(text) if text else None
-    if tree is None:
-        logger.debug("kdassert: cannot parse %s", filename)
-    return tree
-
-
-@functools.lru_cache(maxsize=32)
-def _parse_text(text: str) -> ast.Module | None:
-    """Cached: every test of a suite looks into the same few modules (never mutate the tree)."""
-    try:
-        return ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):
-        return None
+    node = definition_at(filename, obj.__name__, lineno)
+    return None if node is None else (filename, node)
 
 
 def is_library(obj, project: frozenset[str] = frozenset()) -> bool:

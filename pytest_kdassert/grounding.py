@@ -6,21 +6,21 @@ they are good at choosing the expression and the comparison. For a candidate suc
 test's own context, and offer ``assert total(cart) == 15.5`` when the value has a faithful
 literal form. This module is pure: evaluation is a callable handed in by the verifier.
 
-A *faithful* literal is text that evaluates back to an equal value of the same type:
-``ast.literal_eval(text) == value``. Floats go through ``pytest.approx``; sets and dicts
+A *faithful* literal is text that evaluates back to an equal value of the same type
+(``ast.literal_eval(text) == value``; built so from builtin values). Floats go through ``pytest.approx``; sets and dicts
 come out sorted when their items sort, so the text is stable from run to run.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_kdassert.core.assertions import dotted_name
+from pytest_kdassert.core.memo import run_cache
 
 MAX_LITERAL_CHARS = 240
 """Longer values make unreadable assertions; they are not grounded."""
@@ -65,7 +65,7 @@ class Grounded:
     value_literal: str
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked for every candidate at every run of a site
+@run_cache(maxsize=1 << 16)  # asked for every candidate at every run of a site
 def grounding_site(candidate: str) -> GroundingSite | None:
     """Find the observed expression in a candidate, or None when it has no groundable form.
 
@@ -138,7 +138,7 @@ def _is_literal(node: ast.expr) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@run_cache(maxsize=1 << 16)
 def is_unstable_expression(expr: str) -> bool:
     """True when ``expr`` calls something plainly non-deterministic (ids, clocks, randomness)."""
     try:
@@ -172,23 +172,28 @@ def _is_float_sequence(value) -> bool:
 
 
 def _exact_literal(value) -> str | None:
-    text = _literal_text(value)
+    try:
+        text = _literal_text(value)
+    except RecursionError:  # a container that holds itself
+        return None
     if text is None or len(text) > MAX_LITERAL_CHARS:
         return None
     if _ADDRESS_RE.search(text) or _TIMESTAMP_RE.search(text):
-        return None
-    try:
-        round_trip = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
-        return None
-    if type(round_trip) is not type(value) or round_trip != value:
         return None
     return text
 
 
 def _literal_text(value) -> str | None:
-    """repr for builtins, with set and dict items sorted when they sort."""
+    """Source text that evaluates to an equal value of the same type, or None.
+
+    Exact by construction, so nothing needs evaluating back: the repr of the builtin
+    scalars (a finite float's repr is the shortest text that reads back as the same
+    float; ``nan`` and ``inf`` are no literals), and containers of such values, with set
+    and dict items sorted when they sort (equality ignores their order).
+    """
     kind = type(value)
+    if kind in (float, complex) and not all(map(math.isfinite, _parts(value))):
+        return None
     if kind in (bool, int, float, complex, str, bytes) or value is None:
         return repr(value)
     if kind in (list, tuple):
@@ -210,6 +215,10 @@ def _literal_text(value) -> str | None:
             return None
         return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
     return None
+
+
+def _parts(number: float | complex) -> tuple[float, ...]:
+    return (number.real, number.imag) if isinstance(number, complex) else (number,)
 
 
 def _stable_order(items) -> list:

@@ -16,6 +16,7 @@ import pytest
 from pytest_kdassert.cache import CachedSuggester, model_fingerprint
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.errors import KdassertError
+from pytest_kdassert.gcpause import without_gc
 from pytest_kdassert.model_worker import WorkerSuggester
 from pytest_kdassert.repeatable import repeatable_call
 from pytest_kdassert.session import SuggestSession
@@ -40,6 +41,7 @@ class KdassertHooks:
             reporter.write_line(message, yellow=True)
 
     @pytest.hookimpl(trylast=True)
+    @without_gc
     def pytest_collection_modifyitems(self, session, config, items) -> None:
         if self._collect_only:
             return
@@ -50,6 +52,7 @@ class KdassertHooks:
                 self.session.discover(item.nodeid, item.path, item.obj, namespace,
                                       getattr(item, "cls", None))
 
+    @without_gc
     def pytest_collection_finish(self, session) -> None:
         self.session.collection_done()
         if self._collect_only or not self.session.states:
@@ -112,6 +115,7 @@ class KdassertHooks:
             self.session.test_failed(report.nodeid)
 
     @pytest.hookimpl(trylast=True)
+    @without_gc
     def pytest_sessionfinish(self, session, exitstatus) -> None:
         if self._collect_only:
             return
@@ -128,6 +132,7 @@ class KdassertHooks:
                 capman.resume_global_capture()
 
     @pytest.hookimpl(trylast=True)
+    @without_gc
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
         if self.result_lines is None:
             return

@@ -25,7 +25,7 @@ from pytest_kdassert.outcomes import GROUNDABLE, Outcome
 from pytest_kdassert.safety import runs_only_plain_data, site_refusal
 from pytest_kdassert.sandbox import Dirty, Failure, Reaper, run_forked
 from pytest_kdassert.sites import SiteState, why_redundant
-from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier
+from pytest_kdassert.verify import CandidateCheck, CheckResult, Verifier, merged_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class SiteRunner:
         self.reaper = Reaper()
         """Children of this run not yet waited for (the flakiness guard's too)."""
         self._trees: dict[str, ast.stmt] = {}
+        self._read_names: dict[str, list[str]] = {}
+        """Candidate text -> the names it reads, sorted."""
 
     def evaluate(self, state: SiteState, frame_globals: dict, frame_locals: dict, *,
                  observing: bool = False, only: set[int] | None = None) -> bool:
@@ -56,18 +58,18 @@ class SiteRunner:
         ``observing`` (the flakiness re-run, already inside a child): ground only the
         candidates in ``only``, in-process, and record nothing but the values seen.
         """
-        self._refuse_unsafe(state, frame_globals, frame_locals)
+        namespace = merged_namespace(frame_globals, frame_locals)
+        self._refuse_unsafe(state, namespace)
         tasks = [i for i in state.screened if only is None or i in only]
         if observing and self.ground:
             tasks = [i for i in tasks if state.candidates[i].origin in GROUNDABLE]
         checked: dict[str, list] = {}
 
         def work(index: int) -> dict:
-            return self._work(state, index, frame_globals, frame_locals, observing, checked)
+            return self._work(state, index, namespace, observing, checked)
 
         inline = tasks
         if self.isolated and not observing:
-            namespace = {**frame_globals, **frame_locals}
             inline = [i for i in tasks if runs_only_plain_data(self._tree(state.screened[i]),
                                                                   namespace)]
         results = {index: _in_process(work, index) for index in inline}
@@ -79,8 +81,7 @@ class SiteRunner:
             grounded_now |= self._fold(state, index, results[index], observing)
         return grounded_now
 
-    def _refuse_unsafe(self, state: SiteState, frame_globals: dict, frame_locals: dict) -> None:
-        namespace = {**frame_globals, **frame_locals}
+    def _refuse_unsafe(self, state: SiteState, namespace: dict) -> None:
         for index, text in list(state.screened.items()):
             reason = site_refusal(self._tree(text), namespace, self.rootdir, self.project)
             if reason is not None:
@@ -88,22 +89,24 @@ class SiteRunner:
                 check.outcome, check.detail = Outcome.UNSAFE, reason
                 del state.screened[index]
 
-    def _work(self, state: SiteState, index: int, frame_globals: dict, frame_locals: dict,
-              observing: bool, checked: dict) -> dict | Dirty:
+    def _work(self, state: SiteState, index: int, namespace: dict, observing: bool,
+              checked: dict) -> dict | Dirty:
         """What one candidate does at the site, as JSON (runs in the child when isolated).
 
-        A step that changed the test's values ends the candidate there, marked
-        :class:`~.sandbox.Dirty`: later candidates start from a fresh copy.
+        ``namespace`` is the site instance's merged copy of the test's names
+        (:func:`~.verify.merged_namespace`), shared by its candidates. A step that changed the
+        test's values ends the candidate there, marked :class:`~.sandbox.Dirty`: later
+        candidates start from a fresh copy.
         """
         text, check = state.screened[index], state.candidates[index]
-        before = fingerprints(self._names(text), frame_globals, frame_locals)
+        before = fingerprints(self._names(text), namespace)
         out: dict = {}
 
         def changed() -> list[str]:
-            return _changed(before, fingerprints(before, frame_globals, frame_locals))
+            return _changed(before, fingerprints(before, namespace))
 
         if not observing:
-            result = self.verifier.check(text, frame_globals, frame_locals)
+            result = self.verifier.check_in(text, namespace)
             if changed():
                 result = CheckResult(Outcome.ERROR, f"changes the test's {', '.join(changed())}: "
                                                     "a check must leave them as they are")
@@ -111,7 +114,7 @@ class SiteRunner:
             out["check"] = _pair(result)
         if self.ground and check.origin in GROUNDABLE:
             why: list[str] = []
-            grounded = self.verifier.ground(text, frame_globals, frame_locals, why)
+            grounded = self.verifier.ground_in(text, namespace, why)
             if changed():
                 return Dirty(out)
             out["grounded"] = grounded
@@ -121,7 +124,7 @@ class SiteRunner:
                     and _wants_check(state, grounded):
                 if grounded not in checked:
                     checked[grounded] = _pair(
-                        self.verifier.check(grounded, frame_globals, frame_locals))
+                        self.verifier.check_in(grounded, namespace))
                 out["grounded_check"] = checked[grounded]
                 if changed():
                     return Dirty(out)
@@ -134,8 +137,12 @@ class SiteRunner:
         return tree
 
     def _names(self, text: str) -> list[str]:
-        return sorted({n.id for n in ast.walk(self._tree(text))
-                       if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)})
+        names = self._read_names.get(text)
+        if names is None:
+            names = self._read_names[text] = sorted(
+                {n.id for n in ast.walk(self._tree(text))
+                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)})
+        return names
 
     def _fold(self, state: SiteState, index: int, result, observing: bool) -> bool:
         check = state.candidates[index]
@@ -165,14 +172,14 @@ MAX_FINGERPRINT_ITEMS = 10_000
 """Larger containers are compared by length only."""
 
 
-def fingerprints(names, frame_globals: dict, frame_locals: dict) -> dict:
+def fingerprints(names, namespace: dict) -> dict:
     """Name -> a snapshot of the test's builtin containers (lists, dicts, sets, ...) by their
     items. Compared after a check, it shows candidates that consume what the rest of the test
     uses (``items.pop()``, ``d.clear()``). Other objects are left alone: their attributes
     change for harmless reasons too (a click ``Command`` caches what it computed)."""
     out = {}
     for name in names:
-        value = frame_locals.get(name, frame_globals.get(name))
+        value = namespace.get(name)
         if isinstance(value, _CONTAINERS):
             out[name] = _items(value)
     return out

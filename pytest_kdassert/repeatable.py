@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 import inspect
 import math
 import operator
-import textwrap
 import types
 import unittest
+from dataclasses import dataclass
+
+from pytest_kdassert.core.memo import run_cache
+from pytest_kdassert.loaded_source import function_definition
 
 PURE_BUILTINS = frozenset(getattr(builtins, name) for name in (
     "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex", "dict",
@@ -130,28 +132,10 @@ class _Purity:
         node = _definition(function)
         if node is None or (node.decorator_list and not decorators_allowed):
             return False
-        local = _local_names(node)
-        if instance is not None:
-            name, cls = instance
-            if not _instance_only_asserts(node, name, cls):
-                return False
-            local.discard(name)  # its uses were checked: only assertion calls
-        return all(self._node(child, function, local, depth) for child in _body_nodes(node)
-                   if not _is_instance_name(child, instance))
-
-    def _node(self, node: ast.AST, function, local: set[str], depth: int) -> bool:
-        if isinstance(node, ast.stmt):
-            if not isinstance(node, _STATEMENTS):
-                return False
-            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                return all(_plain_target(target) for target in targets)
-            return True
-        if isinstance(node, ast.Attribute):
-            return not node.attr.startswith("__") and isinstance(node.ctx, ast.Load)
-        if isinstance(node, ast.Name):
-            return node.id in local or self._global(node.id, function, depth)
-        return isinstance(node, _EXPRESSIONS + _CONTEXTS)
+        if instance is not None and not _instance_only_asserts(node, *instance):
+            return False  # else its uses are assertion calls only, and it is a parameter
+        shape = _shape(node)
+        return shape.plain and all(self._global(name, function, depth) for name in shape.free)
 
     def _global(self, name: str, function: types.FunctionType, depth: int) -> bool:
         """Whether the global (or builtin) ``name`` of ``function`` is safe to read and call."""
@@ -171,8 +155,40 @@ class _Purity:
         return False
 
 
-def _is_instance_name(node: ast.AST, instance: tuple[str, type] | None) -> bool:
-    return instance is not None and isinstance(node, ast.Name) and node.id == instance[0]
+@dataclass(frozen=True)
+class _Shape:
+    """What a definition's text says, whatever its globals hold at the time of a check."""
+
+    plain: bool
+    """Only allowed statements and expressions, assignments to local targets, no dunder."""
+    free: tuple[str, ...]
+    """Names read that are not local: globals or builtins, resolved at each check."""
+
+
+@run_cache(maxsize=4096)  # every test of a module calls the same functions
+def _shape(node: ast.FunctionDef) -> _Shape:
+    local = _local_names(node)
+    free: dict[str, None] = {}
+    for child in _body_nodes(node):
+        if isinstance(child, ast.Name):
+            if child.id not in local:
+                free[child.id] = None
+        elif not _plain_node(child):
+            return _Shape(False, ())
+    return _Shape(True, tuple(free))
+
+
+def _plain_node(node: ast.AST) -> bool:
+    if isinstance(node, ast.stmt):
+        if not isinstance(node, _STATEMENTS):
+            return False
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            return all(_plain_target(target) for target in targets)
+        return True
+    if isinstance(node, ast.Attribute):
+        return not node.attr.startswith("__") and isinstance(node.ctx, ast.Load)
+    return isinstance(node, _EXPRESSIONS + _CONTEXTS)
 
 
 def _instance_only_asserts(node: ast.FunctionDef, name: str, cls: type) -> bool:
@@ -210,20 +226,7 @@ def _cell_constant(cell) -> bool:
 
 
 def _definition(function: types.FunctionType) -> ast.FunctionDef | None:
-    return _parsed_definition(function.__code__)
-
-
-@functools.lru_cache(maxsize=4096)  # every site of a module asks about the same functions
-def _parsed_definition(code: types.CodeType) -> ast.FunctionDef | None:
-    try:
-        source = textwrap.dedent(inspect.getsource(code))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError):
-        return None
-    node = tree.body[0] if tree.body else None
-    if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
-        return None
-    return node
+    return function_definition(function.__code__)
 
 
 def _body_nodes(node: ast.FunctionDef):

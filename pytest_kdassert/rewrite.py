@@ -19,8 +19,6 @@ import io
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
 
 from pytest_kdassert.core.assertions import normalize_assertion
 from pytest_kdassert.grounding import needs_pytest_import
@@ -227,13 +225,26 @@ class AssertionEditor(_QualnameTracker):
         return updated_node.with_changes(body=body)
 
 
+PARSE_GROUP = 50
+"""Statements libcst parses in one call. Each call has a fixed cost, and one module of
+thousands of statements parses slower per statement than groups of fifty (measured on 2,000
+three-line tests: 0.32 s in groups of 50, 0.48 s in one call, 0.35 s one by one)."""
+
+
+def _groups(items: list, size: int = PARSE_GROUP) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
 def _parse_statements(texts: list[str]) -> dict[str, cst.BaseStatement]:
-    """Each one-statement text parsed, all in one parse (libcst's parser costs ~2 ms a call)."""
-    distinct = list(dict.fromkeys(texts))
-    module = cst.parse_module("".join(text.strip() + "\n" for text in distinct))
-    if len(module.body) != len(distinct):  # a text that is not exactly one statement
-        return {text: cst.parse_statement(text.strip() + "\n") for text in distinct}
-    return dict(zip(distinct, module.body, strict=True))
+    """Each one-statement text parsed, in groups (see :data:`PARSE_GROUP`)."""
+    parsed: dict[str, cst.BaseStatement] = {}
+    for group in _groups(list(dict.fromkeys(texts))):
+        module = cst.parse_module("".join(text.strip() + "\n" for text in group))
+        if len(module.body) != len(group):  # a text that is not exactly one statement
+            parsed.update((text, cst.parse_statement(text.strip() + "\n")) for text in group)
+        else:
+            parsed.update(zip(group, module.body, strict=True))
+    return parsed
 
 
 def _is_placeholder_line(node: cst.SimpleStatementLine) -> bool:
@@ -291,6 +302,11 @@ def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str]
 def _add_import(module: cst.Module, name: str) -> cst.Module:
     """``import name`` where libcst's codemods put a new import: after the docstring,
     ``__future__`` imports and the module's other imports."""
+    # imported here: libcst.codemod (its matchers) takes 0.2 s to import, and most runs
+    # add no import
+    from libcst.codemod import CodemodContext
+    from libcst.codemod.visitors import AddImportsVisitor
+
     context = CodemodContext()
     AddImportsVisitor.add_needed_import(context, name)
     return AddImportsVisitor(context).transform_module(module)
@@ -304,8 +320,8 @@ def source_lines(text: str) -> list[str]:
 
 def _edit_statements(text: str, editor: AssertionEditor, facts: SourceFacts) -> list[Span] | None:
     """The editor's changes, made on the touched top-level statements alone: their lines are
-    parsed together as one module (one parser call: each costs milliseconds) and each is
-    visited and generated on its own. None when libcst does not count them as ast does."""
+    parsed in groups (see :data:`PARSE_GROUP`) and each is visited and generated on its own.
+    None when libcst does not count them as ast does."""
     lines = source_lines(text)
     touched = facts.lines_to_visit(editor.replacements, editor.appends)
     statements = [(first, last) for first, last in facts.top_level
@@ -313,15 +329,18 @@ def _edit_statements(text: str, editor: AssertionEditor, facts: SourceFacts) -> 
     chunks = ["".join(lines[first - 1:last]) for first, last in statements]
     if chunks and not chunks[-1].endswith(("\n", "\r")):  # the file's last line
         chunks[-1] += "\n"
-    module = cst.parse_module("".join(chunks))
-    if len(module.body) != len(statements):
-        return None
+    groups = _groups(list(zip(statements, chunks, strict=True)))
+    modules = [cst.parse_module("".join(chunk for _, chunk in group)) for group in groups]
+    if any(len(module.body) != len(group) for module, group in zip(modules, groups, strict=True)):
+        return None  # before the editor visits anything
     spans = []
-    for (first, last), chunk, node in zip(statements, chunks, module.body, strict=True):
-        editor.start_at(bisect.bisect_left(facts.placeholders, first), first)
-        code = module.code_for_node(node.visit(editor))
-        if code != chunk:
-            spans.append(Span(first, last, code if lines[last - 1].endswith(("\n", "\r")) else code.rstrip("\r\n")))
+    for group, module in zip(groups, modules, strict=True):
+        for ((first, last), chunk), node in zip(group, module.body, strict=True):
+            editor.start_at(bisect.bisect_left(facts.placeholders, first), first)
+            code = module.code_for_node(node.visit(editor))
+            if code != chunk:
+                ending = lines[last - 1].endswith(("\n", "\r"))
+                spans.append(Span(first, last, code if ending else code.rstrip("\r\n")))
     return spans
 
 

@@ -27,6 +27,7 @@ import types
 from pathlib import Path
 
 from pytest_kdassert.core.assertions import dotted_name
+from pytest_kdassert.core.memo import run_cache
 from pytest_kdassert.focal import is_library
 
 SAFE_BUILTINS = frozenset({
@@ -178,18 +179,23 @@ def site_refusal(stmt: ast.stmt, namespace: dict, rootdir: Path | None,
     Only module attributes are looked up (``np.testing.assert_allclose``); the test's own
     objects are never touched, so no property or ``__getattr__`` of theirs runs here.
     """
-    local = _comprehension_names(stmt)
-    nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
-    nodes += [n for n in ast.walk(stmt) if isinstance(n, ast.Attribute)]
-    for node in nodes:
-        dotted = dotted_name(node)
-        if dotted is None or dotted.split(".", 1)[0] in local:
-            continue
+    for dotted in _dotted_reads(stmt):
         value = _resolve(dotted, namespace)
         reason = _value_refusal(dotted, value, rootdir, project)
         if reason is not None:
             return reason
     return None
+
+
+@run_cache(maxsize=1 << 16)  # the same candidate trees come back at every site instance
+def _dotted_reads(stmt: ast.stmt) -> tuple[str, ...]:
+    """The names and dotted names ``stmt`` reads (names first), comprehension variables left
+    out, each once."""
+    local = _comprehension_names(stmt)
+    nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
+    nodes += [n for n in ast.walk(stmt) if isinstance(n, ast.Attribute)]
+    dotted = (dotted_name(node) for node in nodes)
+    return tuple(dict.fromkeys(d for d in dotted if d is not None and d.split(".", 1)[0] not in local))
 
 
 def _comprehension_names(stmt: ast.stmt) -> set[str]:
@@ -298,19 +304,28 @@ def runs_only_plain_data(stmt: ast.stmt, namespace: dict) -> bool:
     evaluate in the test's process, which spares the site a forked child. Anything else,
     and every name not bound, says False.
     """
+    shape = _plain_shape(stmt)
+    return shape is not None and all(
+        id(_lookup(name, namespace)) in _PLAIN_CALLABLES for name in shape[0]) and all(
+        _plain_name(name, namespace) for name in shape[1])
+
+
+@run_cache(maxsize=1 << 16)
+def _plain_shape(stmt: ast.stmt) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(names called, names read) of a statement made of :data:`_PLAIN_NODES` only, calls
+    of plain names only; None for any other."""
+    called: dict[str, None] = {}
+    read: dict[str, None] = {}
     for node in ast.walk(stmt):
         if not isinstance(node, _PLAIN_NODES):
-            return False
-        if isinstance(node, ast.Call) and not _plain_call(node, namespace):
-            return False
-        if isinstance(node, ast.Name) and not _plain_name(node.id, namespace):
-            return False
-    return True
-
-
-def _plain_call(call: ast.Call, namespace: dict) -> bool:
-    func = call.func
-    return isinstance(func, ast.Name) and id(_lookup(func.id, namespace)) in _PLAIN_CALLABLES
+            return None
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                return None
+            called[node.func.id] = None
+        if isinstance(node, ast.Name):
+            read[node.id] = None
+    return tuple(called), tuple(read)
 
 
 def _plain_name(name: str, namespace: dict) -> bool:

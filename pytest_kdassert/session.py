@@ -22,12 +22,13 @@ import unittest
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_kdassert import observed, sandbox
+from pytest_kdassert import loaded_source, observed, sandbox
 from pytest_kdassert.changes import Change, ChangeSet
 from pytest_kdassert.config import SuggestConfig
 from pytest_kdassert.core.assertions import assertion_kind, is_placeholder_assert
 from pytest_kdassert.core.errors import KdassertError
 from pytest_kdassert.core.exemplars import Site
+from pytest_kdassert.core.memo import clear_run_caches
 from pytest_kdassert.core.ranking import PoolStats, rank_site
 from pytest_kdassert.core.source import flatten_statements
 from pytest_kdassert.discovery import (
@@ -39,6 +40,7 @@ from pytest_kdassert.discovery import (
 )
 from pytest_kdassert.flakiness import RerunGuard
 from pytest_kdassert.focal import in_test_file, resolve_focal
+from pytest_kdassert.gcpause import gc_paused
 from pytest_kdassert.grounding import focal_inputs, focal_names
 from pytest_kdassert.isolation import SiteRunner
 from pytest_kdassert.outcomes import Origin, Outcome
@@ -130,11 +132,20 @@ class SuggestSession:
         self._indexes.clear()
 
     def release(self) -> None:
-        """Drop what only the end of the run needed (parsed files, rendered edits), and wait
-        for the last children."""
+        """Drop what only the end of the run needed (sites, parsed files, rendered edits),
+        and wait for the last children. The session reports nothing after this."""
         self._indexes.clear()
         self.changeset.release()
         self.runner.reaper.close()
+        # pytest's end-of-run collections walk every live object: the sites, their
+        # candidates and the parsed source files are not needed any more
+        self.states.clear()
+        self.by_test.clear()
+        self._requests.clear()
+        self.changeset.changes.clear()
+        self._pool_stats = None
+        loaded_source.forget()
+        clear_run_caches()
 
     def _file_index(self, path: Path) -> FileIndex | None:
         """The parsed test file, parsed once per run (None when unreadable or unparsable)."""
@@ -361,10 +372,11 @@ class SuggestSession:
     def _evaluator(self, state: SiteState, observing: bool, only: set[int] | None):
         def evaluate(frame) -> None:
             try:
-                if self._discovers(state, observing):
-                    self._discover(state, frame.f_locals)
-                grounded = self.runner.evaluate(state, frame.f_globals, frame.f_locals,
-                                                observing=observing, only=only)
+                with gc_paused():
+                    if self._discovers(state, observing):
+                        self._discover(state, frame.f_locals)
+                    grounded = self.runner.evaluate(state, frame.f_globals, frame.f_locals,
+                                                    observing=observing, only=only)
             except Exception:  # noqa: BLE001 - a bug of kdassert must not fail the user's test
                 logger.warning("kdassert: verifying %s failed", state.site.qualname,
                                exc_info=True)

@@ -8,10 +8,10 @@ picks the suggestion. Both are plain objects with unit tests of their own.
 from __future__ import annotations
 
 import ast
-import functools
 from dataclasses import dataclass, field
 
 from pytest_kdassert.core.assertions import dotted_name
+from pytest_kdassert.core.memo import run_cache
 from pytest_kdassert.discovery import APPEND_MODE, Site
 from pytest_kdassert.grounding import rank_score
 from pytest_kdassert.outcomes import Origin, Outcome, Status
@@ -167,7 +167,7 @@ def why_redundant(text: str, existing: frozenset[str],
     return None
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked of every candidate at every site
+@run_cache(maxsize=1 << 16)  # asked of every candidate at every site
 def _name_and_literal(text: str) -> tuple[str, str] | None:
     """``(name, literal source)`` of ``assert name == lit`` / ``self.assertEqual(name, lit)``
     (a dotted name too: ``t.title``)."""
@@ -177,7 +177,7 @@ def _name_and_literal(text: str) -> tuple[str, str] | None:
     return dotted_name(nodes[0]), ast.unparse(nodes[1])
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@run_cache(maxsize=1 << 16)
 def pinned_value(text: str) -> tuple[str, str] | None:
     """``(expression, literal)`` of a check that pins an expression to a literal:
     ``assert E == lit`` or ``is`` (either side), ``self.assertEqual(E, lit)``,

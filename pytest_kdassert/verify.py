@@ -73,6 +73,9 @@ class Verifier:
 
     def __init__(self):
         self._compiled: dict[str, object] = {}
+        """Candidate texts compiled as statements."""
+        self._expressions: dict[str, object] = {}
+        """Observed expressions compiled for ``eval``."""
         self._screened: dict[str, tuple[str | None, CheckResult | None]] = {}
         """Screening by text: the same candidates come back at many sites."""
 
@@ -103,11 +106,16 @@ class Verifier:
         ``KeyboardInterrupt`` and ``SystemExit`` are raised on: the caller decides whether
         they are the user's (in the test's process) or the candidate's (in a child).
         """
+        return self.check_in(candidate, merged_namespace(frame_globals, frame_locals))
+
+    def check_in(self, candidate: str, namespace: dict) -> CheckResult:
+        """:meth:`check` on a namespace merged by :func:`merged_namespace`, which the checks
+        and groundings of one site instance share: a screened text binds no name (no
+        walrus, no assignment), so copying the test module's globals again for each of
+        them, thousands of names in a big test file, would only cost time."""
         code = self._compiled.get(candidate)
         if code is None:
             code = self._compiled[candidate] = compile(candidate, CODE_FILENAME, "exec")
-        namespace = dict(frame_globals)
-        namespace.update(frame_locals)  # one dict, so comprehensions see the test's locals
         _lend_pytest(candidate, namespace)
         try:
             exec(code, namespace)  # noqa: S102 - screened text, on a copy of the namespace
@@ -130,10 +138,14 @@ class Verifier:
         does not import pytest gets the import when the suggestion is written: see
         :mod:`~.rewrite`).
         """
+        return self.ground_in(candidate, merged_namespace(frame_globals, frame_locals), why)
+
+    def ground_in(self, candidate: str, namespace: dict, why: list[str] | None = None) -> str | None:
+        """:meth:`ground` on a shared merged namespace (see :meth:`check_in`)."""
         def evaluate(expr: str):
-            namespace = dict(frame_globals)
-            namespace.update(frame_locals)
-            code = compile(expr, CODE_FILENAME, "eval")
+            code = self._expressions.get(expr)
+            if code is None:
+                code = self._expressions[expr] = compile(expr, CODE_FILENAME, "eval")
             return eval(code, namespace)  # noqa: S307 - a part of a screened candidate
 
         try:
@@ -144,14 +156,22 @@ class Verifier:
             return None
         if grounded is None:
             return None
-        if needs_pytest_import(grounded.text) and "pytest" in frame_globals \
-                and not _is_pytest(frame_globals["pytest"]):
+        if needs_pytest_import(grounded.text) and "pytest" in namespace \
+                and not _is_pytest(namespace["pytest"]):
             if why is not None:
                 why.append("its value needs pytest.approx and the module's name pytest is "
                            "something else")
             return None
         normalized, problem = self.screen(grounded.text)
         return normalized if problem is None else None
+
+
+def merged_namespace(frame_globals: dict, frame_locals: dict) -> dict:
+    """One dict of the test's names, locals over globals (a comprehension in a candidate
+    sees only its globals), copied: the test's own dicts are never written to."""
+    namespace = dict(frame_globals)
+    namespace.update(frame_locals)
+    return namespace
 
 
 def _lend_pytest(candidate: str, namespace: dict) -> None:

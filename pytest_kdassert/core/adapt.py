@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import ast
 import copy
-import functools
 from dataclasses import dataclass
 
 from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind
+from pytest_kdassert.core.memo import run_cache
 from pytest_kdassert.core.source import flatten_statements
 
 _SITE_MARK = "__kdassert_site__"
@@ -112,7 +112,7 @@ class _TestNames:
 
 
 
-@functools.lru_cache(maxsize=4096)
+@run_cache(maxsize=4096)
 def _test_names(masked_test: str) -> _TestNames | None:
     """Parsed once per test text: a site meets k exemplars, and exemplars recur across sites."""
     module = _parse(masked_test.replace(PLACEHOLDER, f"{_SITE_MARK}()"))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ast
 import enum
-import functools
+
+from pytest_kdassert.core.memo import run_cache
 
 PLACEHOLDER = "<AssertPlaceHolder>"
 """The line that stands where the masked assertion was."""
@@ -80,7 +81,7 @@ def is_placeholder_assert(stmt: ast.stmt) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=1 << 16)  # the same texts are normalised at every site and stage
+@run_cache(maxsize=1 << 16)  # the same texts are normalised at every site and stage
 def normalize_assertion(source: str) -> str | None:
     """Canonical one-line text of an assertion (``ast.unparse``), or None if it does not parse.
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,6 +53,7 @@ from dataclasses import dataclass, field
 from pytest_kdassert.core.adapt import adapt_assertion, adapted_siblings, result_variable
 from pytest_kdassert.core.assertions import PLACEHOLDER, assertion_kind
 from pytest_kdassert.core.exemplars import Exemplar, PoolEntry, Site, code_tokens, function_key
+from pytest_kdassert.core.memo import run_cache
 
 FEATURES = ("exemplar", "raw", "sibling", "sibling_adapted", "similarity", "similarity_gap",
             "log_rank", "top", "log_votes", "log_lenient_votes", "log_shape_votes", "adapted",
@@ -133,7 +133,7 @@ class _Counts:
         return self.stats.texts[text] - self.own_texts[text]
 
 
-@functools.lru_cache(maxsize=65536)
+@run_cache(maxsize=65536)
 def _parse_statement(text: str) -> ast.stmt | None:
     try:
         body = ast.parse(text).body
@@ -193,7 +193,7 @@ class _Shape(_Literals):
         return ast.Attribute(node.value, "_", node.ctx)
 
 
-@functools.lru_cache(maxsize=65536)
+@run_cache(maxsize=65536)
 def shape_key(text: str, names: bool = True) -> str | None:
     """The text with literals (and names and attributes, if ``names``) masked; None when it
     does not parse."""
