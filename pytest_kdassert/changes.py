@@ -105,7 +105,8 @@ class ChangeSet:
 
     def _edit(self, path: Path, key: tuple, replacements: dict, appends: dict) -> EditResult:
         if (path, key) not in self._edits:
-            self._edits[path, key] = edit_source(self.baselines[path].text, replacements, appends)
+            self._edits[path, key] = edit_source(self.baselines[path].text, replacements, appends,
+                                                    filename=str(path))
         return self._edits[path, key]
 
     def release(self) -> None:

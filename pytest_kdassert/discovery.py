@@ -20,6 +20,7 @@ from pytest_kdassert.core.assertions import (
     is_placeholder_assert,
 )
 from pytest_kdassert.core.source import dedent_lines, first_line, flatten_statements, mask_statement
+from pytest_kdassert.loaded_source import parse_text
 
 PLACEHOLDER_MODE = "placeholder"
 APPEND_MODE = "append"
@@ -203,10 +204,10 @@ class FileIndex:
                     stack.append((node, f"{prefix}{node.name}."))
 
     @classmethod
-    def parse(cls, source: str) -> FileIndex | None:
-        """The index of ``source``, or None when it does not parse."""
+    def parse(cls, source: str, filename: str = "") -> FileIndex | None:
+        """The index of ``source`` (the text of ``filename``), or None when it does not parse."""
         try:
-            tree = ast.parse(source)
+            tree = parse_text(filename, source)
         except (SyntaxError, ValueError, RecursionError):
             return None
         return cls(tree, source.splitlines())

@@ -34,6 +34,8 @@ class ParsedFile:
     definitions: dict[tuple[str, int], ast.AST]
     """(name, line) -> def or class node, under both its first decorator's line and its
     ``def`` line (a code object's first line is the decorator's)."""
+    text: str
+    """The lines joined."""
 
 
 _files: dict[str, ParsedFile] = {}
@@ -64,6 +66,17 @@ def function_definition(code: types.CodeType) -> ast.FunctionDef | None:
     return node if isinstance(node, ast.FunctionDef) else None
 
 
+def parse_text(filename: str, text: str) -> ast.Module:
+    """``text`` (of ``filename``) parsed: the parsed file's own tree when ``text`` is what
+    linecache holds for it (discovery, the purity check and the rewriter all read the same
+    test file; a file of 3,000 tests takes 0.1 s to parse). Never mutate the tree. Raises
+    what :func:`ast.parse` raises."""
+    entry = parsed_file(filename)
+    if entry is not None and entry.tree is not None and entry.text == text:
+        return entry.tree
+    return ast.parse(text)
+
+
 def forget() -> None:
     """Drop every parsed file (at the end of a run: their trees would stay alive through
     every later garbage collection)."""
@@ -71,13 +84,14 @@ def forget() -> None:
 
 
 def _parse(lines: list[str]) -> ParsedFile:
+    text = "".join(lines)
     try:
-        tree = ast.parse("".join(lines))
+        tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
-        return ParsedFile(lines, None, {})
+        return ParsedFile(lines, None, {}, text)
     definitions: dict[tuple[str, int], ast.AST] = {}
     for node in ast.walk(tree):
         if isinstance(node, _DEFINITIONS):
             definitions.setdefault((node.name, first_line(node)), node)
             definitions.setdefault((node.name, node.lineno), node)
-    return ParsedFile(lines, tree, definitions)
+    return ParsedFile(lines, tree, definitions, text)

@@ -22,6 +22,7 @@ import libcst as cst
 
 from pytest_kdassert.core.assertions import normalize_assertion
 from pytest_kdassert.grounding import needs_pytest_import
+from pytest_kdassert.loaded_source import parse_text
 
 
 class SourceFacts:
@@ -38,8 +39,8 @@ class SourceFacts:
       function of a qualified name (in source order), for "the test already has it".
     """
 
-    def __init__(self, text: str):
-        tree = ast.parse(text)
+    def __init__(self, text: str, filename: str = ""):
+        tree = parse_text(filename, text)
         self.placeholders: list[int] = []
         self.functions: dict[str, list[ast.AST]] = {}
         """Function defs by qualified name, each name's in source order (nested ones too)."""
@@ -278,8 +279,12 @@ class EditResult:
     edit was made on the whole module (a new import) and any line may have changed."""
 
 
-def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str]) -> EditResult:
+def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str], *,
+                filename: str = "") -> EditResult:
     """Apply placeholder replacements (by line) and appends (by qualified name).
+
+    ``filename``: the file ``text`` was read from, whose parsed tree is reused when it is
+    still the same text (:func:`~.loaded_source.parse_text`).
 
     Only the top-level statements that hold an edit are parsed with libcst and generated
     again; the rest of the text is kept as it is (on a file of thousands of tests, parsing
@@ -288,7 +293,7 @@ def edit_source(text: str, replacements: dict[int, str], appends: dict[str, str]
     """
     if not replacements and not appends:
         return EditResult(text, 0, 0)
-    facts = SourceFacts(text)
+    facts = SourceFacts(text, filename)
     editor = AssertionEditor(replacements, appends, facts)
     spans = _edit_statements(text, editor, facts)
     # spans None (never seen): libcst and ast disagree on a statement, so the editor, which

@@ -151,7 +151,7 @@ class SuggestSession:
         """The parsed test file, parsed once per run (None when unreadable or unparsable)."""
         if path not in self._indexes:
             source = self.changeset.baseline(path)
-            self._indexes[path] = FileIndex.parse(source) if source is not None else None
+            self._indexes[path] = FileIndex.parse(source, str(path)) if source is not None else None
         return self._indexes[path]
 
     def _find_focal(self, state: SiteState, node, namespace: dict) -> None:

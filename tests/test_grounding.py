@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from pytest_kdassert.grounding import (
@@ -66,6 +68,12 @@ def test_unfaithful_values_are_refused():
         pass
 
     assert faithful_literal(MyInt(3)) is None  # literal_eval gives int, not MyInt
+    assert faithful_literal([1.0, float("inf")]) is None
+    assert faithful_literal(complex(1, float("nan"))) is None
+    assert faithful_literal({"a": -float("inf")}) is None  # not a float sequence: no approx
+    looped: list = [1]
+    looped.append(looped)
+    assert faithful_literal(looped) is None
     assert ground("assert obj == 1", evaluate) is None
 
 
@@ -78,6 +86,20 @@ def test_faithful_values_round_trip():
     assert faithful_literal((1,)) == "(1,)"
     assert faithful_literal({"b": [1], "a": None}) == "{'a': None, 'b': [1]}"
     assert faithful_literal(b"\x00ab") == "b'\\x00ab'"
+
+
+@pytest.mark.parametrize("value", [
+    0, -7, 2**70, True, None, "é\n'\"", b"\xff", 1e-300, -0.0, 5e20, complex(1, -2), 1j,
+    [1, [2, (3,)]], (), ((),), {1.5: "x", "y": (None, False)}, {frozenset()} - {frozenset()},
+    {(1, "a"), (0, "b")}, {"k": {"n": [0.25]}},
+])
+def test_literals_are_exact_by_construction(value):
+    """No evaluation checks the text any more: each one must read back equal, same type."""
+    text = faithful_literal(value)
+    text = text.removeprefix("pytest.approx(").removesuffix(")") if text.startswith("pytest.approx(") else text
+    again = ast.literal_eval(text)
+    assert type(again) is type(value)
+    assert again == value
 
 
 def test_unstable_expressions_are_never_grounded():

@@ -115,17 +115,19 @@ def test_a_diff_of_the_changed_statements_is_the_whole_file_diff(newline, traili
     the result is the file difflib compares whole, hunk for hunk."""
     import random
 
+    from pytest_kdassert import rewrite
     from pytest_kdassert.changes import unified_diff
     from pytest_kdassert.rewrite import edit_source
 
-    text = _many_tests(40, newline)
+    count = 2 * rewrite.PARSE_GROUP + 10  # the touched statements fill more than one parse group
+    text = _many_tests(count, newline)
     text = text if trailing_newline else text.rstrip(newline)
     placeholders = [n for n, line in enumerate(text.splitlines(), 1) if "assert ..." in line]
     rng = random.Random(0)
-    for _ in range(15):
+    for _ in range(6):
         replacements = {line: f"assert x == {line}" for line in placeholders if rng.random() < 0.5}
-        appends = {f"test_n{i}": f"assert y == [{i}]" for i in range(1, 40, 3) if rng.random() < 0.5}
-        appends |= {f"TestC{i}.test_m": "assert z > 0" for i in range(2, 40, 3) if rng.random() < 0.5}
+        appends = {f"test_n{i}": f"assert y == [{i}]" for i in range(1, count, 3) if rng.random() < 0.5}
+        appends |= {f"TestC{i}.test_m": "assert z > 0" for i in range(2, count, 3) if rng.random() < 0.5}
         edited = edit_source(text, replacements, appends)
         assert edited.applied == len(replacements) + len(appends)
         for line, assertion in replacements.items():  # each placeholder got its own text
@@ -357,7 +359,7 @@ def test_changeset_renders_a_file_once_per_set_of_changes(tmp_path, monkeypatch)
     calls = []
     real = changes_module.edit_source
     monkeypatch.setattr(changes_module, "edit_source",
-                        lambda *args: calls.append(args[1:]) or real(*args))
+                        lambda *args, **kwargs: calls.append(args[1:]) or real(*args, **kwargs))
     path, changes, pending = _changeset(tmp_path)
     first, again = changes.render(path), changes.render(path)
     assert (first.diff, first.count) == (again.diff, again.count) and first.count == 2
