@@ -46,7 +46,7 @@ def test_definitions_are_found_by_name_and_first_line(tmp_path):
                 return inner
         """)
     namespace: dict = {}
-    exec(compile(open(filename).read(), filename, "exec"), namespace)  # noqa: S102 - our own file
+    exec(compile((tmp_path / "mod_loaded.py").read_text(), filename, "exec"), namespace)  # noqa: S102 - our own file
     box = namespace["Box"]
     inner = box().method()
     assert loaded_source.function_definition(inner.__code__).name == "inner"
