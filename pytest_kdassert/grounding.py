@@ -274,9 +274,27 @@ def render(site: GroundingSite, value, literal: str) -> str:
         if literal.startswith("pytest.approx(") and isinstance(value, float):
             return f"self.assertAlmostEqual({site.expr}, {literal[len('pytest.approx('):-1]})"
         return f"self.assertEqual({site.expr}, {literal})"
+    operand = comparison_operand(site.expr)
     if value is None or isinstance(value, bool):
-        return f"assert {site.expr} is {literal}"
-    return f"assert {site.expr} == {literal}"
+        return f"assert {operand} is {literal}"
+    return f"assert {operand} == {literal}"
+
+
+_LOOSER_THAN_COMPARISON = (ast.BoolOp, ast.IfExp, ast.Lambda, ast.NamedExpr, ast.Compare)
+
+
+@run_cache(maxsize=1 << 16)
+def comparison_operand(expr: str) -> str:
+    """``expr`` as the left side of ``==``/``is``: in parentheses when it binds looser than a
+    comparison (``x or y``, ``not x``, ``a < b``, ``p if q else r``); ``assert x or y == 5``
+    would test something else."""
+    try:
+        node = ast.parse(expr, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError):
+        return f"({expr})"
+    loose = isinstance(node, _LOOSER_THAN_COMPARISON) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not))
+    return f"({expr})" if loose else expr
 
 
 def needs_pytest_import(text: str) -> bool:

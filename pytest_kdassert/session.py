@@ -103,17 +103,18 @@ class SuggestSession:
     def discover(self, nodeid: str, path: Path, test_obj, namespace: dict,
                  test_class: type | None = None) -> None:
         """Find the sites of one collected test (parametrized instances share them)."""
-        self.collected_files.add(Path(path))
+        path = Path(path)
+        self.collected_files.add(path)
         code = code_of_test(test_obj)
-        if code is None or Path(code.co_filename) != Path(path):
+        if code is None or code.co_filename != str(path) and Path(code.co_filename) != path:
             return
-        index = self._file_index(Path(path))
+        index = self._file_index(path)
         info = index.function(code) if index is not None else None
         if info is None:
             return
         states = []
         helpers = HelperLookup(namespace, test_class)
-        for site in find_sites(info, Path(path), self.settings.all_tests, helpers.asserts):
+        for site in find_sites(info, path, self.settings.all_tests, helpers.asserts):
             state = self.states.get(site.key)
             if state is None:
                 state = self.states[site.key] = SiteState(site)

@@ -15,6 +15,8 @@ import functools
 import keyword
 import types
 
+from pytest_kdassert.core.memo import run_cache
+
 MAX_TEMPLATES = 4
 """Variables offered per site, most recently assigned first."""
 
@@ -28,6 +30,11 @@ def assigned_names(test_node: ast.AST, before_line: int) -> list[str]:
     Covers ``x = ...``, ``x: T = ...``, ``x += ...``, tuple unpacking and ``with ... as x``;
     names bound in nested functions or classes, and ``_``-prefixed names, are left out.
     """
+    return list(_assigned_names(test_node, before_line))
+
+
+@run_cache(maxsize=4096)  # asked twice per site: focal context and templates
+def _assigned_names(test_node: ast.AST, before_line: int) -> tuple[str, ...]:
     bindings: list[tuple[int, int, str]] = []
     for node in _walk_own_body(test_node):
         for target in _targets(node):
@@ -40,7 +47,7 @@ def assigned_names(test_node: ast.AST, before_line: int) -> list[str]:
         if name not in seen:
             seen.add(name)
             ordered.append(name)
-    return ordered
+    return tuple(ordered)
 
 
 def _walk_own_body(test_node: ast.AST):

@@ -137,3 +137,22 @@ def test_ranking_prefers_focal_and_specific():
     assert on_setup == pytest.approx(-0.5)
     assert weak_on_focal == pytest.approx(-0.1)
     assert on_focal > weak_on_focal > on_setup
+
+
+@pytest.mark.parametrize(("candidate", "names", "grounded"), [
+    ("assert (x or y) == 3", {"x": 0, "y": 5}, "assert (x or y) == 5"),
+    ("assert (a < b) is False", {"a": 1, "b": 2}, "assert (a < b) is True"),
+    ("assert (not x) == 1", {"x": 0}, "assert (not x) is True"),
+    ("assert (p if q else r) == 0", {"p": 1, "q": True, "r": 2}, "assert (p if q else r) == 1"),
+    ("assert -x == 1", {"x": 2}, "assert -x == -2"),
+    ("assert a + b == 1", {"a": 1, "b": 2}, "assert a + b == 3"),
+    ("self.assertEqual((x or y), 3)", {"x": 0, "y": 5}, "self.assertEqual(x or y, 5)"),
+])
+def test_a_grounded_assertion_tests_the_same_expression(candidate, names, grounded):
+    """The observed side keeps its parentheses where a comparison would bind tighter:
+    ``assert x or y == 5`` passes whenever ``x`` is truthy."""
+    result = ground(candidate, lambda expr: eval(expr, dict(names)))  # noqa: S307 - test values
+    assert result.text == grounded
+    assert ast.unparse(ast.parse(result.text)) == grounded  # normalising keeps it as it is
+    if grounded.startswith("assert "):
+        exec(result.text, dict(names))  # noqa: S102 - passes on the values it was grounded on
