@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from pytest_kdassert.core.assertions import dotted_name
 from pytest_kdassert.core.memo import run_cache
+from pytest_kdassert.core.source import all_nodes
 
 MAX_LITERAL_CHARS = 240
 """Longer values make unreadable assertions; they are not grounded."""
@@ -366,7 +367,7 @@ def focal_names(test_node: ast.AST, focal_name: str | None, before_line: int = 0
     if not focal_name:
         return set()
     names = {focal_name.rsplit(".", 1)[-1]}
-    for node in ast.walk(test_node):
+    for node in all_nodes(test_node):
         if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(node.value, ast.Call):
             continue
         if before_line and node.lineno >= before_line:
@@ -387,7 +388,7 @@ def focal_inputs(test_node: ast.AST, focal_name: str | None, before_line: int = 
     if not focal_name:
         return set()
     names = set()
-    for node in ast.walk(test_node):
+    for node in all_nodes(test_node):
         if not isinstance(node, ast.Call) or dotted_name(node.func) != focal_name:
             continue
         if before_line and node.lineno >= before_line:

@@ -50,16 +50,19 @@ def _assigned_names(test_node: ast.AST, before_line: int) -> tuple[str, ...]:
     return tuple(ordered)
 
 
-def _walk_own_body(test_node: ast.AST):
+@run_cache(maxsize=4096)  # asked for bindings and for calls at each site
+def _walk_own_body(test_node: ast.AST) -> tuple[ast.AST, ...]:
     """Every node of the test's body, without descending into nested defs, lambdas or classes."""
     nested_scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
     stack = list(getattr(test_node, "body", []))
+    found = []
     while stack:
         node = stack.pop()
         if isinstance(node, nested_scopes):
             continue
-        yield node
+        found.append(node)
         stack.extend(ast.iter_child_nodes(node))
+    return tuple(found)
 
 
 def _targets(node: ast.AST) -> list[ast.expr]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 
 from pytest_kdassert.core.assertions import PLACEHOLDER
+from pytest_kdassert.core.memo import run_cache
 
 MAX_FOCAL_LINES = 120
 """Longer definitions are cut: the model reads the head of the focal function only."""
@@ -27,6 +28,12 @@ def dedent_lines(lines: list[str], indent: int) -> str:
         stripped = len(line) - len(line.lstrip())
         out.append(line[min(indent, stripped):])
     return "\n".join(out)
+
+
+@run_cache(maxsize=4096)  # a test's function is walked by several questions per site
+def all_nodes(node: ast.AST) -> tuple[ast.AST, ...]:
+    """``tuple(ast.walk(node))``, in the same order, kept for the run (never mutate the tree)."""
+    return tuple(ast.walk(node))
 
 
 def first_line(node: ast.AST) -> int:
