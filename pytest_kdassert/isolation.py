@@ -130,6 +130,11 @@ class SiteRunner:
                     return Dirty(out)
         return out
 
+    def forget_texts(self) -> None:
+        """Drop the parsed candidate texts (at the end of the run)."""
+        self._trees.clear()
+        self._read_names.clear()
+
     def _tree(self, text: str) -> ast.stmt:
         tree = self._trees.get(text)
         if tree is None:

@@ -145,6 +145,8 @@ class SuggestSession:
         self._requests.clear()
         self.changeset.changes.clear()
         self._pool_stats = None
+        self.runner.forget_texts()
+        self.verifier.forget()
         loaded_source.forget()
         clear_run_caches()
 

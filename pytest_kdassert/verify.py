@@ -79,6 +79,12 @@ class Verifier:
         self._screened: dict[str, tuple[str | None, CheckResult | None]] = {}
         """Screening by text: the same candidates come back at many sites."""
 
+    def forget(self) -> None:
+        """Drop what was compiled and screened (at the end of the run)."""
+        self._compiled.clear()
+        self._expressions.clear()
+        self._screened.clear()
+
     def screen(self, text: str) -> tuple[str | None, CheckResult | None]:
         """``(normalised text, None)`` for a checkable assertion, else ``(None, why not)``."""
         screened = self._screened.get(text)

@@ -154,7 +154,9 @@ def test_a_run_leaves_no_sites_or_parsed_files_behind(pytester):
             seen["states"] = dict(hooks.session.states)
             seen["changes"] = list(hooks.session.changeset.changes)
             seen["files"] = dict(loaded_source._files)
+            seen["texts"] = len(hooks.session.runner._trees) + len(hooks.session.verifier._compiled)
 
     result = pytester.inline_run("--suggest-asserts", "-p", "no:cacheprovider", plugins=[Spy()])
     result.assertoutcome(passed=1)
-    assert seen == {"chosen": ["assert result == 4"], "states": {}, "changes": [], "files": {}}
+    assert seen == {"chosen": ["assert result == 4"], "states": {}, "changes": [], "files": {},
+                    "texts": 0}
