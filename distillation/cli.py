@@ -163,7 +163,9 @@ def tokenizer_command(data, out_dir, vocab_size, min_frequency, limit):
 @click.option("--bits", type=click.Choice(["4", "8", "16"]), default="8", show_default=True,
               help="Bits per logit (quantized).")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--num-shards", default=1, show_default=True, help="Split the store into N shards.")
+@click.option("--num-shards", default=0, show_default=True,
+              help="Split the store into N shards (0: one per 8,192 examples). A shard finished by "
+                   "an earlier run with the same settings is kept: rerun to continue.")
 @click.option("--shard-index", type=int, default=None, help="Write only this shard (one process each).")
 @click.option("--limit", type=int, default=None, help="Use only the first N examples.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")

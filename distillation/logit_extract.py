@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from distillation.data import Seq2SeqCollator, encode_examples
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.logit_store import (
     ShardWriter,
+    finished_part,
     make_codec,
     sha256_file,
     shard_name,
@@ -55,7 +56,9 @@ class LogitsConfig:
     batch_size: int = 32
     """Examples per teacher forward pass."""
     num_shards: int = 1
-    """Shards the split is divided into (one per process when extraction is split)."""
+    """Shards the split is divided into (one per process when extraction is split); 0: one
+    per :data:`SHARD_EXAMPLES` examples. A shard finished by an earlier run with the same
+    settings is kept, so an interrupted extraction continues where it stopped."""
     shard_index: int | None = None
     """Write only this shard (for running extraction in several processes); None: all."""
     limit: int | None = None
@@ -72,10 +75,22 @@ class LogitsConfig:
             raise ConfigError(f"dtype must be one of {TOPK_DTYPES}, got {self.dtype!r}")
         if self.bits not in QUANT_BITS:
             raise ConfigError(f"bits must be one of {QUANT_BITS}, got {self.bits}")
-        if self.batch_size < 1 or self.num_shards < 1:
-            raise ConfigError("batch_size and num_shards must be >= 1")
+        if self.batch_size < 1 or self.num_shards < 0:
+            raise ConfigError("batch_size must be >= 1 and num_shards >= 0 (0: automatic)")
+        if self.shard_index is not None and self.num_shards == 0:
+            raise ConfigError("shard_index needs an explicit num_shards")
         if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
             raise ConfigError(f"shard_index must be in [0, {self.num_shards}), got {self.shard_index}")
+
+
+SHARD_EXAMPLES = 8192
+"""Examples per shard when the shard count is automatic: the work an interruption can lose
+(about 10 minutes of a 9.4M teacher on one CPU core)."""
+
+
+def auto_shards(num_examples: int) -> int:
+    """Shards for ``num_examples`` when ``num_shards`` is 0."""
+    return max(1, -(-num_examples // SHARD_EXAMPLES))
 
 
 def teacher_identity(teacher: str) -> dict:
@@ -111,6 +126,8 @@ def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: L
     ``{"input_ids", "labels"}`` dicts: tokenised here from ``config.data``
     (:func:`extract_logits`), or read from a pre-tokenised pack (:mod:`distillation.gpu_route`).
     """
+    if config.num_shards == 0:
+        config = replace(config, num_shards=auto_shards(num_examples))
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = _store_meta(config, model, fmt)
@@ -120,6 +137,9 @@ def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: L
     for index in indices:
         start, stop = shard_range(num_examples, index, config.num_shards)
         name = shard_name(index, config.num_shards)
+        if finished_part(out, name, meta) is not None:
+            logger.info("teacher logits %s: written by an earlier run, kept", name)
+            continue
         entry = _write_shard(model, collator, codec, items(start, stop, index), out, name, config)
         write_part(out, name, {**entry, "start": start, "count": stop - start, "meta_sha256": meta["sha256"]})
     if try_finalize(out, meta, config.num_shards):
@@ -147,6 +167,7 @@ def _store_meta(config: LogitsConfig, model, fmt) -> dict:
 
 def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str,
                  config: LogitsConfig) -> dict:
+    (out / f"{name}.json").unlink(missing_ok=True)  # a shard being rewritten is not finished
     offsets = np.concatenate([[0], np.cumsum([len(item["labels"]) for item in items])])
     writer = ShardWriter(out, name, offsets, codec.row_bytes)
     window = config.batch_size * 16  # sort by length inside a window, write in order

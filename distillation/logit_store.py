@@ -110,6 +110,24 @@ def write_part(directory: Path, name: str, entry: dict) -> None:
     write_text_atomic(directory / f"{name}.json", json.dumps(entry, indent=2) + "\n")
 
 
+def finished_part(directory: Path, name: str, meta: dict) -> dict | None:
+    """The part record of shard ``name`` if an earlier run finished it with these settings
+    (its record names this store's meta and its rows file has the recorded size), else None.
+
+    A shard's record is written only after its files are closed, so an interrupted shard
+    never counts as finished and is written again."""
+    part = directory / f"{name}.json"
+    try:
+        entry = json.loads(part.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    rows, offsets = directory / entry.get("file", ""), directory / entry.get("offsets", "")
+    if (entry.get("meta_sha256") != meta["sha256"] or not rows.is_file() or not offsets.is_file()
+            or rows.stat().st_size != entry.get("bytes")):
+        return None
+    return entry
+
+
 def try_finalize(directory: Path, meta: dict, num_shards: int) -> bool:
     """Write ``manifest.json`` if every shard's part exists; returns whether it did."""
     parts = []

@@ -298,6 +298,7 @@ def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_has
         teacher=str(teacher_dir), data=str(Path(config.data_dir) / "train.jsonl"),
         out_dir=str(directory), mode=distill.logits_mode, k=distill.topk, dtype=distill.topk_dtype,
         bits=distill.bits, batch_size=config.batch_size, limit=config.limit,
+        num_shards=0,  # one shard per 8,192 examples: an interrupted extraction keeps its shards
     )
     stage = Stage("logits", directory, {"teacher": teacher_hash, "logits": logits_config},
                   ("manifest.json",))

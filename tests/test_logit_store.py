@@ -120,6 +120,36 @@ def test_split_extraction_equals_single_process(tiny_model_dir, split, tmp_path)
         assert np.array_equal(split_store.example_rows(index), single.example_rows(index))
 
 
+def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_dir, split, tmp_path,
+                                                                 monkeypatch):
+    from distillation import logit_extract
+
+    monkeypatch.setattr(logit_extract, "SHARD_EXAMPLES", 5)  # 12 examples: 3 automatic shards
+    single = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "one", k=4))
+    out = _extract(tiny_model_dir, split, tmp_path / "auto", k=4, num_shards=0)
+    assert len(LogitStore.open(out).shards) == 3
+    # as if stopped while writing the last shard: its record is gone, its rows half there
+    (out / "manifest.json").unlink()
+    (out / "shard-00002-of-00003.json").unlink()
+    (out / "shard-00002-of-00003.npy").write_bytes(b"half")
+    kept = {name: (out / name).stat().st_mtime_ns for name in ("shard-00000-of-00003.npy",
+                                                             "shard-00001-of-00003.npy")}
+    _extract(tiny_model_dir, split, out, k=4, num_shards=0)
+    assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
+    resumed = LogitStore.open(out)
+    for index in range(12):
+        assert np.array_equal(resumed.example_rows(index), single.example_rows(index))
+
+
+def test_shards_of_other_settings_are_rewritten(tiny_model_dir, split, tmp_path):
+    out = _extract(tiny_model_dir, split, tmp_path / "store", k=4, num_shards=2)
+    k4_row_bytes = LogitStore.open(out).shards[0].rows.shape[1]
+    rewritten = LogitStore.open(_extract(tiny_model_dir, split, out, k=2, num_shards=2))
+    assert rewritten.manifest["k"] == 2
+    assert [shard.rows.shape[1] for shard in rewritten.shards] == [rewritten.codec.row_bytes] * 2
+    assert rewritten.codec.row_bytes < k4_row_bytes
+
+
 def test_truncated_shard_is_named(tiny_model_dir, split, tmp_path):
     out = _extract(tiny_model_dir, split, tmp_path / "store", k=4)
     shard = out / "shard-00000-of-00001.npy"
