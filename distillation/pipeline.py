@@ -33,6 +33,7 @@ from distillation.tokenizer import TokenizerConfig
 from distillation.trainer import DistillConfig, OptimConfig
 from pytest_kdassert.core.input_format import InputFormatConfig
 from pytest_kdassert.core.loading import load_seq2seq, load_tokenizer, resolve_model_path
+from pytest_kdassert.core.records import load_examples
 
 logger = logging.getLogger(__name__)
 
@@ -287,19 +288,32 @@ def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[P
     return stage.directory / "final", stage.run(train_teacher)
 
 
+def logits_config_for(config: TrainConfig, teacher_dir: Path, shard_index: int | None = None):
+    """The ``kdassert logits`` settings of ``config``'s logits stage. Processes started with
+    these and a ``shard_index`` each (any order) fill the store the stage then finds done."""
+    from distillation.logit_extract import LogitsConfig, auto_shards
+
+    distill = config.distill
+    data = Path(config.data_dir) / "train.jsonl"
+    num_shards = 0  # one shard per 8,192 examples: an interrupted extraction keeps its shards
+    if shard_index is not None:
+        num_shards = auto_shards(len(load_examples(data, limit=config.limit)))
+    return LogitsConfig(
+        teacher=str(teacher_dir), data=str(data),
+        out_dir=str(Path(config.out_dir) / "logits" / distill.store_name()), mode=distill.logits_mode,
+        k=distill.topk, dtype=distill.topk_dtype, bits=distill.bits, batch_size=config.batch_size,
+        limit=config.limit, num_shards=num_shards, shard_index=shard_index,
+    )
+
+
 def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_hash: str):
     distill = config.distill
     if not distill.reads_store:  # online mode, or alpha = 0
         return None, None
-    from distillation.logit_extract import LogitsConfig, extract_logits
+    from distillation.logit_extract import extract_logits
 
-    directory = out / "logits" / distill.store_name()
-    logits_config = LogitsConfig(
-        teacher=str(teacher_dir), data=str(Path(config.data_dir) / "train.jsonl"),
-        out_dir=str(directory), mode=distill.logits_mode, k=distill.topk, dtype=distill.topk_dtype,
-        bits=distill.bits, batch_size=config.batch_size, limit=config.limit,
-        num_shards=0,  # one shard per 8,192 examples: an interrupted extraction keeps its shards
-    )
+    logits_config = logits_config_for(config, teacher_dir)
+    directory = Path(logits_config.out_dir)
     stage = Stage("logits", directory, {"teacher": teacher_hash, "logits": logits_config},
                   ("manifest.json",))
     return directory, stage.run(lambda: extract_logits(logits_config))

@@ -99,6 +99,32 @@ def test_sweep_reuses_teacher_and_separates_students(trained):
 
 
 @pytest.mark.slow
+def test_logits_stage_finds_the_shards_other_processes_wrote(trained, monkeypatch):
+    """`logits_config_for(..., shard_index=i)` in separate processes fills the stage's store."""
+    from distillation import logit_extract
+    from distillation.logit_extract import extract_logits
+    from distillation.pipeline import logits_config_for
+
+    monkeypatch.setattr(logit_extract, "SHARD_EXAMPLES", 10)  # 24 examples: 3 shards
+    root, _ = trained
+    config = load_train_config(None, data_dir=str(root / "data"), out_dir=str(root / "runs"),
+                               teacher="tiny", student="tiny", topk=4, vocab_size=300, max_steps=3,
+                               teacher_max_steps=3, batch_size=4, eval_steps=2, bench_limit=0,
+                               bf16="off", stop_after="logits")
+    teacher = root / "runs" / "teacher" / "final"
+    for index in (2, 0, 1):
+        extract_logits(logits_config_for(config, teacher, shard_index=index))
+    store = root / "runs" / "logits" / "topk-k4-int8"
+    shards = sorted(store.glob("shard-*-of-00003.npy"))
+    assert len(shards) == 3
+    before = [shard.stat().st_mtime_ns for shard in shards]
+    result = run_train(config)
+    assert result.logits_dir == store
+    assert [shard.stat().st_mtime_ns for shard in shards] == before
+    assert json.loads((store / "manifest.json").read_text())["num_examples"] == 24
+
+
+@pytest.mark.slow
 def test_mismatched_student_vocabulary_is_refused(trained, tiny_model_dir):
     root, _ = trained
     result = CliRunner().invoke(main, ["train", "--data", str(root / "data"), "-o", str(root / "runs"),
