@@ -26,10 +26,12 @@ _CHUNK = 512
 
 
 def encode_examples(examples: Sequence[Example], tokenizer, fmt: InputFormatConfig,
-                    desc: str = "tokenising") -> list[dict]:
-    """``[{"input_ids": [...], "labels": [...]}]`` for each example, in order."""
+                    desc: str = "tokenising", pool: Sequence[Example] | None = None) -> list[dict]:
+    """``[{"input_ids": [...], "labels": [...]}]`` for each example, in order. Format v2 draws
+    exemplars from ``pool`` (default: ``examples``); a part of a split passes the whole split,
+    so its inputs are the ones the split gets when encoded whole."""
     encoded = []
-    texts = example_sources(examples, fmt)  # format v2: exemplars from the same file's projects
+    texts = example_sources(examples, fmt, pool)
     with tqdm(total=len(examples), desc=desc, unit="ex", disable=None) as bar:
         for start in range(0, len(examples), _CHUNK):
             chunk = examples[start : start + _CHUNK]

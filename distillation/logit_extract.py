@@ -114,7 +114,9 @@ def extract_logits(config: LogitsConfig) -> Path:
     examples = load_examples(config.data, limit=config.limit)
 
     def items(start: int, stop: int, index: int) -> list[dict]:
-        return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}")
+        # exemplars from the whole split, as training sees them, not from this shard alone
+        return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}",
+                               pool=examples)
 
     return write_logit_store(model, tokenizer, fmt, len(examples), items, config)
 

@@ -120,6 +120,32 @@ def test_split_extraction_equals_single_process(tiny_model_dir, split, tmp_path)
         assert np.array_equal(split_store.example_rows(index), single.example_rows(index))
 
 
+def test_shards_of_a_v2_store_draw_exemplars_from_the_whole_split(tiny_model_dir, split, tmp_path):
+    """A shard's inputs are the split's inputs: exemplars come from every test of the
+    project, not only from the tests that fall in the same shard."""
+    import shutil
+
+    from distillation.data import encode_examples
+    from pytest_kdassert.core.input_format import InputFormatConfig
+    from pytest_kdassert.core.loading import load_seq2seq, save_format_config
+    from pytest_kdassert.core.records import load_examples
+
+    v2 = tmp_path / "v2-model"
+    shutil.copytree(tiny_model_dir, v2)
+    fmt = InputFormatConfig(max_source_tokens=128, version=2, exemplars=2)
+    save_format_config(v2, fmt)
+    examples = load_examples(split)
+    _, tokenizer = load_seq2seq(v2)
+    whole = encode_examples(examples, tokenizer, fmt)
+    assert encode_examples(examples[6:], tokenizer, fmt, pool=examples) == whole[6:]
+    assert encode_examples(examples[6:], tokenizer, fmt) != whole[6:]  # the pool matters here
+
+    single = LogitStore.open(_extract(v2, split, tmp_path / "one", k=4))
+    sharded = LogitStore.open(_extract(v2, split, tmp_path / "three", k=4, num_shards=3))
+    for index in range(12):
+        assert np.array_equal(sharded.example_rows(index), single.example_rows(index))
+
+
 def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_dir, split, tmp_path,
                                                                  monkeypatch):
     from distillation import logit_extract
