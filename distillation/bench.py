@@ -62,7 +62,9 @@ class BenchConfig:
     """Add the in-project retrieval rows (raw and names adapted): the assertions of the most
     similar other tests of the same project, searched in ``exemplar_pool``."""
     exemplar_pool: str | None = None
-    """JSONL searched by the in-project rows (other tests of the same project); default ``data``."""
+    """JSONL whose tests give exemplars (other tests of the same project) to format-v2 models
+    and the in-project rows; default ``data``. Scoring a sample, pass the split it was drawn
+    from, so each example sees its project's full set of tests."""
     system_valid: str | None = None
     """Validation JSONL: adds the ``system (ranker)`` row (in-project candidates under a ranker
     whose weights are fitted on this file only, exemplars from it too; see distillation.system)."""
@@ -82,8 +84,6 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device!r}")
         if not self.models and self.teacher is None and self.train is None and not self.in_project:
             raise ConfigError("Nothing to benchmark: give --model, --teacher, --train or --in-project.")
-        if self.exemplar_pool is not None and not self.in_project:
-            raise ConfigError("--exemplar-pool is searched by the in-project rows: add --in-project.")
         if self.system_valid is not None and not self.in_project:
             raise ConfigError("--system-valid ranks in-project candidates: add --in-project.")
         if self.system_valid_limit is not None and self.system_valid_limit < 1:

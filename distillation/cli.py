@@ -208,6 +208,9 @@ def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num
 @click.option("--max-source-tokens", type=int, help="Token budget of a model input.")
 @click.option("--exemplars", type=int,
               help="In-project exemplars per input (0: input format v1; k: v2 with k).")
+@click.option("--exemplar-pool", type=click.Path(exists=True, file_okay=False),
+              help="Dataset directory whose splits give the exemplars (default: the data's own): "
+                   "for a `kdassert sample` subset, the dataset it was drawn from.")
 @click.option("--limit", type=int, help="Use only the first N examples of each split.")
 @click.option("--bench-limit", type=int, help="Validation examples in the final benchmark (0: skip).")
 @click.option("--run-name", help="Student directory under <out>/students (default: PRESET-MODE-aA-TT).")
@@ -313,7 +316,8 @@ def bundle_command(model, bench, row, out_dir, force, notes):
 @click.option("--in-project", is_flag=True,
               help="Add the in-project retrieval rows (raw and names adapted): other tests of the same project.")
 @click.option("--exemplar-pool", type=click.Path(exists=True, dir_okay=False),
-              help="JSONL the in-project rows search (default: --data), e.g. the whole test split.")
+              help="JSONL whose tests give exemplars to format-v2 models and the in-project rows "
+                   "(default: --data), e.g. the whole test split a sample was drawn from.")
 @click.option("--system-valid", type=click.Path(exists=True, dir_okay=False),
               help="Validation JSONL: add the 'system (ranker)' row (in-project candidates under "
                    "a ranker fitted on this file only). Needs --in-project.")
@@ -356,6 +360,9 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--bench-data", type=click.Path(exists=True, dir_okay=False),
               help="Examples to benchmark each point on (default: test.jsonl, else valid.jsonl).")
 @click.option("--bench-limit", type=int, default=None, help="Benchmark only the first N examples.")
+@click.option("--bench-exemplar-pool", type=click.Path(exists=True, dir_okay=False),
+              help="JSONL whose tests give format-v2 exemplars when scoring (default: --bench-data), "
+                   "e.g. the whole test split a sample was drawn from.")
 @click.option("--beams", default=5, show_default=True)
 @click.option("--latency-examples", default=20, show_default=True,
               help="Examples timed per point (greedy, batch 1, one thread; 0: skip).")
@@ -363,8 +370,8 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--reference", help="Point the printed table tests every row against (exact McNemar "
                                   "on exact match; default: the best point).")
 def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students, stores, teacher,
-                  max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit, beams,
-                  latency_examples, results, reference):
+                  max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit,
+                  bench_exemplar_pool, beams, latency_examples, results, reference):
     """Train and benchmark a student x teacher signal x alpha x T grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
     from distillation.sweep import SweepConfig, run_sweep
@@ -375,7 +382,8 @@ def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students
                              epochs=epochs, batch_size=batch_size, bench_limit=0)
     config = SweepConfig(base=base, alphas=_floats(alphas), temperatures=_floats(temperatures),
                          students=_names(students), stores=_names(stores),
-                         bench_data=bench_data, bench_limit=bench_limit, beams=beams,
+                         bench_data=bench_data, bench_limit=bench_limit,
+                         bench_exemplar_pool=bench_exemplar_pool, beams=beams,
                          latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
     if reference is not None and reference not in summary["points"]:

@@ -63,6 +63,8 @@ class LogitsConfig:
     """Write only this shard (for running extraction in several processes); None: all."""
     limit: int | None = None
     """Use only the first N examples of the split."""
+    exemplar_pool: str | None = None
+    """JSONL whose tests give format-v2 exemplars (default: the split itself), as in training."""
     device: str = "auto"
     """cpu, cuda, or auto (cuda when available)."""
 
@@ -112,11 +114,13 @@ def extract_logits(config: LogitsConfig) -> Path:
     model, tokenizer = load_seq2seq(config.teacher, device=_device(config.device))
     fmt = load_format_config(config.teacher)
     examples = load_examples(config.data, limit=config.limit)
+    # exemplars from the whole split (or the given pool), as training sees them, not from the
+    # shard alone
+    pool = load_examples(config.exemplar_pool) if config.exemplar_pool else examples
 
     def items(start: int, stop: int, index: int) -> list[dict]:
-        # exemplars from the whole split, as training sees them, not from this shard alone
         return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}",
-                               pool=examples)
+                               pool=pool)
 
     return write_logit_store(model, tokenizer, fmt, len(examples), items, config)
 
@@ -153,11 +157,15 @@ def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: L
 
 
 def _store_meta(config: LogitsConfig, model, fmt) -> dict:
-    settings = {k: v for k, v in asdict(config).items() if k not in ("shard_index", "out_dir", "device")}
+    # the pool counts by its content (exemplar_pool_sha256 below), not by its path
+    settings = {k: v for k, v in asdict(config).items()
+                if k not in ("shard_index", "out_dir", "device", "exemplar_pool")}
     meta = {"mode": config.mode, "k": config.k, "dtype": config.dtype, "bits": config.bits,
             "vocab_size": model.config.vocab_size, "teacher": teacher_identity(config.teacher),
             "data_sha256": sha256_file(Path(config.data)), "input_format": asdict(fmt),
             "config": settings}
+    if config.exemplar_pool:
+        meta["exemplar_pool_sha256"] = sha256_file(Path(config.exemplar_pool))
     if config.mode == "topk" and config.k > meta["vocab_size"]:
         raise ConfigError(f"k={config.k} exceeds the teacher's vocabulary ({meta['vocab_size']}).")
     if config.mode == "quantized":

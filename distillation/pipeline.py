@@ -94,6 +94,10 @@ class TrainConfig:
     exemplars: int = 0
     """In-project exemplars per input: 0 = input format v1; k >= 1 = v2 with k exemplars,
     retrieved from the other tests of the example's project in the same split file."""
+    exemplar_pool: str | None = None
+    """Dataset directory whose splits give the exemplars instead (each split's from the
+    same-named file there): for a ``kdassert sample`` subset, the dataset it was drawn from,
+    so every example sees its project's full set of tests, as at test time."""
     limit: int | None = None
     """Use only the first N examples of each split (quick runs)."""
     bench_limit: int = 100
@@ -116,6 +120,12 @@ class TrainConfig:
             raise ConfigError(f"stop_after must be one of {STAGES}, got {self.stop_after!r}")
         if self.eval_examples < 0:
             raise ConfigError(f"eval_examples must be >= 0, got {self.eval_examples}")
+        if self.exemplar_pool is not None:
+            if not self.exemplars:
+                raise ConfigError("exemplar_pool gives exemplars: set exemplars >= 1 as well.")
+            if not (Path(self.exemplar_pool) / "train.jsonl").is_file():
+                raise ConfigError(f"exemplar_pool {self.exemplar_pool} has no train.jsonl: give "
+                                  "the dataset directory a sample was drawn from.")
 
     def input_format(self) -> InputFormatConfig:
         return InputFormatConfig(self.max_source_tokens, self.max_target_tokens,
@@ -135,7 +145,8 @@ class TrainConfig:
     def data(self, out: Path):
         from distillation.stages import DataConfig
 
-        return DataConfig(limit=self.limit, cache_dir=out / "token-cache", eval_examples=self.eval_examples)
+        return DataConfig(limit=self.limit, cache_dir=out / "token-cache", eval_examples=self.eval_examples,
+                          exemplar_pool=Path(self.exemplar_pool) if self.exemplar_pool else None)
 
     def student_label(self) -> str:
         """The student preset, or the name of the model directory it starts from."""
@@ -207,6 +218,8 @@ def run_train(config: TrainConfig) -> TrainResult:
         raise ConfigError(f"{data_dir} has no train.jsonl. Build the dataset with `kdassert mine`.")
     fingerprint = {"data": _data_fingerprint(data_dir), "format": config.input_format(),
                    "limit": config.limit}
+    if config.exemplar_pool:  # absent otherwise: the stages of earlier runs stay cached
+        fingerprint["exemplar_pool"] = _data_fingerprint(Path(config.exemplar_pool))
     # Under accelerate/torchrun every process runs this; the single-process stages run on the
     # main process first and the others then find them cached. Training stages use all processes.
     last = STAGES.index(config.stop_after)
@@ -265,7 +278,7 @@ def _tokenizer_stage(config: TrainConfig, out: Path, fingerprint: dict) -> tuple
                   ("tokenizer.json",))
     return stage.directory, stage.run(lambda: build_tokenizer(
         Path(config.data_dir) / "train.jsonl", stage.directory, tok_config, config.input_format(),
-        config.limit))
+        config.limit, config.data(out).pool("train")))
 
 
 def _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint) -> tuple[Path, str]:
@@ -303,6 +316,7 @@ def logits_config_for(config: TrainConfig, teacher_dir: Path, shard_index: int |
         out_dir=str(Path(config.out_dir) / "logits" / distill.store_name()), mode=distill.logits_mode,
         k=distill.topk, dtype=distill.topk_dtype, bits=distill.bits, batch_size=config.batch_size,
         limit=config.limit, num_shards=num_shards, shard_index=shard_index,
+        exemplar_pool=str(Path(config.exemplar_pool) / "train.jsonl") if config.exemplar_pool else None,
     )
 
 
@@ -346,6 +360,10 @@ def _model_files() -> tuple[str, ...]:
     return tuple(f"final/{name}" for name in MODEL_FILES)
 
 
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
     """``kdassert bench`` of the student on the first validation examples (exact match and the rest)."""
     from distillation.bench import BenchConfig, run_bench
@@ -356,7 +374,7 @@ def _bench_stage(config: TrainConfig, student_dir: Path) -> Path | None:
     directory = student_dir.parent / "bench"
     bench = BenchConfig(data=str(valid), models=(str(student_dir),), out=str(directory / "bench.json"),
                         limit=config.bench_limit, beams=config.bench_beams, latency_examples=0,
-                        memory=False)
+                        memory=False, exemplar_pool=_str(config.data(directory).pool("valid")))
     weights = {"student": str(student_dir), "mtime": (student_dir / "model.safetensors").stat().st_mtime}
     stage = Stage("bench", directory, {"model": config_hash(weights), "bench": bench},
                   ("bench.json",))

@@ -222,18 +222,21 @@ class Stage:
 
 # --- tokenizer ------------------------------------------------------------------------------
 
-def tokenizer_texts(data_path: Path, fmt: InputFormatConfig, limit: int | None = None):
+def tokenizer_texts(data_path: Path, fmt: InputFormatConfig, limit: int | None = None,
+                    pool_path: Path | None = None):
     """Model input texts and targets of a split: what the tokenizer must encode well."""
     examples = load_examples(data_path, limit=limit)
-    for example, source in zip(examples, example_sources(examples, fmt), strict=True):
+    pool = load_examples(pool_path) if pool_path is not None and fmt.version >= 2 else None
+    for example, source in zip(examples, example_sources(examples, fmt, pool), strict=True):
         yield source
         yield build_target(example.assertion)
 
 
 def build_tokenizer(data_path: Path, out_dir: Path, config: TokenizerConfig,
-                    fmt: InputFormatConfig, limit: int | None = None) -> Path:
+                    fmt: InputFormatConfig, limit: int | None = None,
+                    pool_path: Path | None = None) -> Path:
     """Train the byte-level BPE on a split and save it to ``out_dir``."""
-    tokenizer = train_tokenizer(tokenizer_texts(Path(data_path), fmt, limit), config)
+    tokenizer = train_tokenizer(tokenizer_texts(Path(data_path), fmt, limit, pool_path), config)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_tokenizer(tokenizer, out_dir)
     logger.info("tokenizer with %d tokens written to %s", len(tokenizer), out_dir)
@@ -270,6 +273,12 @@ class DataConfig:
     """Token-id cache (:mod:`distillation.token_cache`); None: tokenise in memory."""
     eval_examples: int = 0
     """Evaluate on this many validation examples, evenly spaced over the split (0: all)."""
+    exemplar_pool: Path | None = None
+    """Dataset directory whose same-named split gives each split's exemplars (format v2); None:
+    the split itself. For a ``kdassert sample`` subset: the dataset it was drawn from."""
+
+    def pool(self, split: str) -> Path | None:
+        return None if self.exemplar_pool is None else Path(self.exemplar_pool) / f"{split}.jsonl"
 
 
 def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimConfig,
@@ -278,7 +287,8 @@ def train_model(model, tokenizer, data_dir: Path, out_dir: Path, optim: OptimCon
     """Train ``model`` on ``data_dir``/train.jsonl (evaluating on valid.jsonl); returns final dir.
     ``resume``: continue the newest checkpoint (an error when there is none)."""
     train = load_tokenized(data_dir / "train.jsonl", tokenizer, fmt, data.limit,
-                           with_index=store is not None, cache_dir=data.cache_dir)
+                           with_index=store is not None, cache_dir=data.cache_dir,
+                           pool_path=data.pool("train"))
     valid = _valid_split(data_dir / "valid.jsonl", tokenizer, fmt, data)
     return train_on_splits(model, tokenizer, train, valid, out_dir, optim, fmt, store=store,
                            distill=distill, teacher_model=teacher_model, resume=resume)
@@ -350,7 +360,8 @@ def eval_subset(split, examples: int):
 def _valid_split(path: Path, tokenizer, fmt: InputFormatConfig, data: DataConfig):
     if not path.is_file():
         return None
-    split = load_tokenized(path, tokenizer, fmt, data.limit, cache_dir=data.cache_dir)
+    split = load_tokenized(path, tokenizer, fmt, data.limit, cache_dir=data.cache_dir,
+                           pool_path=data.pool(path.stem))
     return eval_subset(split, data.eval_examples)
 
 

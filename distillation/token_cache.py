@@ -3,7 +3,8 @@
 A split's ids live in ``<cache_dir>/<file stem>-<key>/``: the concatenated source and label ids
 (``.npy``, read with ``mmap_mode="r"``), their offsets and the example ids. The key is a hash of
 the data file's bytes, the tokenizer (its serialised vocabulary, merges and special tokens), the
-input format and the example limit, so a change to any of them tokenises again. The directory is
+input format, the example limit and the exemplar pool's bytes (when one is given), so a change
+to any of them tokenises again. The directory is
 built under a temporary name and renamed into place, and ``meta.json`` (written last) records
 the sizes that :meth:`TokenizedSplit.open` checks: a half-written or damaged cache is rebuilt.
 """
@@ -45,9 +46,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(f"{text}|{len(tokenizer)}".encode()).hexdigest()
 
 
-def cache_key(data_path: Path, tokenizer, fmt: InputFormatConfig, limit: int | None) -> str:
+def cache_key(data_path: Path, tokenizer, fmt: InputFormatConfig, limit: int | None,
+              pool_path: Path | None = None) -> str:
     parts = {"version": CACHE_VERSION, "data": sha256_file(Path(data_path)),
              "tokenizer": tokenizer_fingerprint(tokenizer), "format": asdict(fmt), "limit": limit}
+    if pool_path is not None and fmt.version >= 2:  # absent otherwise: older keys stay valid
+        parts["exemplar_pool"] = sha256_file(Path(pool_path))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,19 +129,23 @@ class TokenizedSplit(torch.utils.data.Dataset):
 
 
 def load_tokenized(path, tokenizer, fmt: InputFormatConfig, limit: int | None = None,
-                   with_index: bool = False, cache_dir: Path | None = None) -> TokenizedSplit:
+                   with_index: bool = False, cache_dir: Path | None = None,
+                   pool_path: Path | None = None) -> TokenizedSplit:
     """A split's token ids: from ``cache_dir`` when cached for this data, tokenizer and format,
-    else tokenised now (and cached when ``cache_dir`` is given)."""
+    else tokenised now (and cached when ``cache_dir`` is given). Format v2 draws exemplars
+    from ``pool_path`` (a JSONL split) when given, else from the split itself."""
     path = Path(path)
     directory = None
     if cache_dir is not None:
-        directory = Path(cache_dir) / f"{path.stem}-{cache_key(path, tokenizer, fmt, limit)}"
+        key = cache_key(path, tokenizer, fmt, limit, pool_path)
+        directory = Path(cache_dir) / f"{path.stem}-{key}"
         split = TokenizedSplit.open(directory, with_index)
         if split is not None:
             logger.info("token ids of %s: cached in %s", path, directory)
             return split
     examples = load_examples(path, limit=limit)
-    items = encode_examples(examples, tokenizer, fmt, desc=f"tokenising {path}")
+    pool = load_examples(pool_path) if pool_path is not None and fmt.version >= 2 else None
+    items = encode_examples(examples, tokenizer, fmt, desc=f"tokenising {path}", pool=pool)
     split = TokenizedSplit.from_items(items, [e.id for e in examples], with_index)
     if directory is not None:
         split.save(directory)
