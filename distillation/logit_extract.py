@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -111,18 +112,39 @@ def _device(name: str) -> str:
 
 def extract_logits(config: LogitsConfig) -> Path:
     """Write the shard(s) this process owns; ``manifest.json`` once every shard exists."""
-    model, tokenizer = load_seq2seq(config.teacher, device=_device(config.device))
-    fmt = load_format_config(config.teacher)
-    examples = load_examples(config.data, limit=config.limit)
+    return extract_logit_stores([config])[0]
+
+
+SHARED_SETTINGS = ("teacher", "data", "limit", "exemplar_pool", "batch_size", "num_shards",
+                   "shard_index", "device")
+"""What the stores filled in one pass of the teacher must have in common."""
+
+
+def extract_logit_stores(configs: Sequence[LogitsConfig]) -> list[Path]:
+    """Several stores of one teacher over one split (other modes, k or dtypes) from a single
+    pass of the teacher: the forward pass is the cost, encoding each store's rows is cheap."""
+    if not configs:
+        return []
+    first = configs[0]
+    for config in configs[1:]:
+        differ = [k for k in SHARED_SETTINGS if getattr(config, k) != getattr(first, k)]
+        if differ:
+            raise ConfigError(f"Stores filled in one pass must share {', '.join(differ)}.")
+    outs = [Path(c.out_dir).resolve() for c in configs]
+    if len(set(outs)) != len(outs):
+        raise ConfigError("Stores filled in one pass need one directory each.")
+    model, tokenizer = load_seq2seq(first.teacher, device=_device(first.device))
+    fmt = load_format_config(first.teacher)
+    examples = load_examples(first.data, limit=first.limit)
     # exemplars from the whole split (or the given pool), as training sees them, not from the
     # shard alone
-    pool = load_examples(config.exemplar_pool) if config.exemplar_pool else examples
+    pool = load_examples(first.exemplar_pool) if first.exemplar_pool else examples
 
     def items(start: int, stop: int, index: int) -> list[dict]:
         return encode_examples(examples[start:stop], tokenizer, fmt, desc=f"tokenising shard {index}",
                                pool=pool)
 
-    return write_logit_store(model, tokenizer, fmt, len(examples), items, config)
+    return write_logit_stores(model, tokenizer, fmt, len(examples), items, configs)
 
 
 def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: LogitsConfig) -> Path:
@@ -132,28 +154,57 @@ def write_logit_store(model, tokenizer, fmt, num_examples: int, items, config: L
     ``{"input_ids", "labels"}`` dicts: tokenised here from ``config.data``
     (:func:`extract_logits`), or read from a pre-tokenised pack (:mod:`distillation.gpu_route`).
     """
-    if config.num_shards == 0:
-        config = replace(config, num_shards=auto_shards(num_examples))
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = _store_meta(config, model, fmt)
-    codec = make_codec(meta)
+    return write_logit_stores(model, tokenizer, fmt, num_examples, items, [config])[0]
+
+
+@dataclass
+class _Target:
+    """One store being filled: where, its manifest fields, its row codec."""
+
+    config: LogitsConfig
+    out: Path
+    meta: dict
+    codec: object
+
+
+def write_logit_stores(model, tokenizer, fmt, num_examples: int, items,
+                       configs: Sequence[LogitsConfig]) -> list[Path]:
+    """:func:`write_logit_store` for several stores sharing :data:`SHARED_SETTINGS`, with one
+    forward pass per batch. A shard every store already holds is skipped (not even tokenised)."""
+    configs = [replace(c, num_shards=auto_shards(num_examples)) if c.num_shards == 0 else c
+               for c in configs]
+    targets = []
+    for config in configs:
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        meta = _store_meta(config, model, fmt)
+        targets.append(_Target(config, Path(config.out_dir), meta, make_codec(meta)))
+    first = configs[0]
     collator = Seq2SeqCollator(tokenizer, pad_to_multiple_of=None)
-    indices = range(config.num_shards) if config.shard_index is None else [config.shard_index]
+    indices = range(first.num_shards) if first.shard_index is None else [first.shard_index]
     for index in indices:
-        start, stop = shard_range(num_examples, index, config.num_shards)
-        name = shard_name(index, config.num_shards)
-        if finished_part(out, name, meta) is not None:
-            logger.info("teacher logits %s: written by an earlier run, kept", name)
+        start, stop = shard_range(num_examples, index, first.num_shards)
+        name = shard_name(index, first.num_shards)
+        todo = [t for t in targets if finished_part(t.out, name, t.meta) is None]
+        for target in targets:
+            if target not in todo:
+                logger.info("teacher logits %s of %s: written by an earlier run, kept", name, target.out)
+        if not todo:
             continue
-        entry = _write_shard(model, collator, codec, items(start, stop, index), out, name, config)
-        write_part(out, name, {**entry, "start": start, "count": stop - start, "meta_sha256": meta["sha256"]})
-    if try_finalize(out, meta, config.num_shards):
-        logger.info("logit store complete: %s (%d bytes per target token)", out, codec.row_bytes)
-    else:
-        logger.info("wrote shard(s) %s; the manifest is written when all %d exist",
-                    list(indices), config.num_shards)
-    return out
+        began = time.perf_counter()
+        entries = _write_shard(model, collator, todo, items(start, stop, index), name, first.batch_size)
+        seconds = time.perf_counter() - began
+        for target, entry in zip(todo, entries, strict=True):
+            write_part(target.out, name, {**entry, "start": start, "count": stop - start,
+                                          "meta_sha256": target.meta["sha256"], "seconds": seconds,
+                                          "pass_shared_by": len(todo)})
+    for target in targets:
+        if try_finalize(target.out, target.meta, first.num_shards):
+            logger.info("logit store complete: %s (%d bytes per target token)", target.out,
+                        target.codec.row_bytes)
+        else:
+            logger.info("wrote shard(s) %s of %s; the manifest is written when all %d exist",
+                        list(indices), target.out, first.num_shards)
+    return [target.out for target in targets]
 
 
 def _store_meta(config: LogitsConfig, model, fmt) -> dict:
@@ -175,24 +226,27 @@ def _store_meta(config: LogitsConfig, model, fmt) -> dict:
     return meta
 
 
-def _write_shard(model, collator, codec, items: list[dict], out: Path, name: str,
-                 config: LogitsConfig) -> dict:
-    (out / f"{name}.json").unlink(missing_ok=True)  # a shard being rewritten is not finished
+def _write_shard(model, collator, targets: list[_Target], items: list[dict], name: str,
+                 batch_size: int) -> list[dict]:
+    """Write shard ``name`` of every target; returns their part entries, in order."""
     offsets = np.concatenate([[0], np.cumsum([len(item["labels"]) for item in items])])
-    writer = ShardWriter(out, name, offsets, codec.row_bytes)
-    window = config.batch_size * 16  # sort by length inside a window, write in order
+    writers = []
+    for target in targets:
+        (target.out / f"{name}.json").unlink(missing_ok=True)  # a shard being rewritten is not finished
+        writers.append(ShardWriter(target.out, name, offsets, target.codec.row_bytes))
+    window = batch_size * 16  # sort by length inside a window, write in order
     start = time.perf_counter()
     with tqdm(total=len(items), desc=f"teacher logits {name}", unit="ex", disable=None) as bar:
         for w_start in range(0, len(items), window):
             chunk = items[w_start : w_start + window]
-            rows = _encode_window(model, collator, codec, chunk, config)
-            for example_rows in rows:
-                writer.write(example_rows)
+            for writer, rows in zip(writers, _encode_window(model, collator, targets, chunk, batch_size),
+                                    strict=True):
+                for example_rows in rows:
+                    writer.write(example_rows)
             bar.update(len(chunk))
             if bar.disable:  # no bar (a log, not a terminal): a line per tenth of the shard
                 _log_progress(name, w_start + len(chunk), len(items), window, start)
-    entry = writer.close()
-    return {**entry, "tokens": int(offsets[-1])}
+    return [{**writer.close(), "tokens": int(offsets[-1])} for writer in writers]
 
 
 def _log_progress(name: str, done: int, total: int, window: int, start: float) -> None:
@@ -203,23 +257,30 @@ def _log_progress(name: str, done: int, total: int, window: int, start: float) -
 
 
 @torch.inference_mode()
-def _encode_window(model, collator, codec, items: list[dict], config: LogitsConfig) -> list[np.ndarray]:
-    """Encoded rows of each item, in item order; batches are formed from similar lengths."""
+def _encode_window(model, collator, targets: list[_Target], items: list[dict],
+                   batch_size: int) -> list[list[np.ndarray]]:
+    """Per target, the encoded rows of each item in item order; batches are formed from
+    similar lengths, and each batch's logits are computed once for all targets."""
     order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
-    results: list[np.ndarray] = [None] * len(items)  # type: ignore[list-item]
-    for b_start in range(0, len(order), config.batch_size):
-        batch_ids = order[b_start : b_start + config.batch_size]
+    results = [[None] * len(items) for _ in targets]
+    for b_start in range(0, len(order), batch_size):
+        batch_ids = order[b_start : b_start + batch_size]
         batch = collator([dict(items[i]) for i in batch_ids]).to(model.device)
         logits = model(**batch).logits.float()
         mask = batch["labels"] != -100
         flat = logits[mask]
-        if config.mode == "topk":
-            signal = topk_signal(flat, min(config.k, flat.shape[-1]))
-            rows = codec.encode(signal.ids.cpu().numpy(), signal.logprobs.cpu().numpy(),
-                                signal.leftover_logprob.cpu().numpy())
-        else:
-            rows = codec.encode(flat.cpu().numpy())
-        counts = mask.sum(dim=1).tolist()
-        for i, part in zip(batch_ids, np.split(rows, np.cumsum(counts)[:-1]), strict=True):
-            results[i] = part
+        splits = np.cumsum(mask.sum(dim=1).tolist())[:-1]
+        for target, result in zip(targets, results, strict=True):
+            rows = _encode_rows(target, flat)
+            for i, part in zip(batch_ids, np.split(rows, splits), strict=True):
+                result[i] = part
     return results
+
+
+def _encode_rows(target: _Target, flat: torch.Tensor) -> np.ndarray:
+    """One store's rows for the teacher's logits at each target position."""
+    if target.config.mode == "topk":
+        signal = topk_signal(flat, min(target.config.k, flat.shape[-1]))
+        return target.codec.encode(signal.ids.cpu().numpy(), signal.logprobs.cpu().numpy(),
+                                   signal.leftover_logprob.cpu().numpy())
+    return target.codec.encode(flat.cpu().numpy())

@@ -68,9 +68,15 @@ def store_stats(directory) -> dict:
         raise DataError(f"{directory} holds no complete logit store (no {MANIFEST}); run `kdassert logits`.")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     disk = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
-    return {"mode": manifest["mode"], "vocab_size": manifest["vocab_size"],
-            "bytes_per_token": make_codec(manifest).row_bytes, "disk_bytes": disk,
-            "num_tokens": manifest["num_tokens"], "num_examples": manifest["num_examples"]}
+    stats = {"mode": manifest["mode"], "vocab_size": manifest["vocab_size"],
+             "bytes_per_token": make_codec(manifest).row_bytes, "disk_bytes": disk,
+             "num_tokens": manifest["num_tokens"], "num_examples": manifest["num_examples"]}
+    shards = manifest["shards"]
+    if all("seconds" in shard for shard in shards):  # stores written before 2026-12 lack them
+        # a pass that filled several stores counts whole for each: it is what building any one cost
+        stats["extract_seconds"] = sum(shard["seconds"] for shard in shards)
+        stats["pass_shared_by"] = max(shard.get("pass_shared_by", 1) for shard in shards)
+    return stats
 
 
 class ShardWriter:

@@ -213,23 +213,12 @@ def load_train_config(path=None, **overrides) -> TrainConfig:
 def run_train(config: TrainConfig) -> TrainResult:
     """Run (or reuse) every stage; returns the artifacts' locations."""
     out = Path(config.out_dir)
-    data_dir = Path(config.data_dir)
-    if not (data_dir / "train.jsonl").is_file():
-        raise ConfigError(f"{data_dir} has no train.jsonl. Build the dataset with `kdassert mine`.")
-    fingerprint = {"data": _data_fingerprint(data_dir), "format": config.input_format(),
-                   "limit": config.limit}
-    if config.exemplar_pool:  # absent otherwise: the stages of earlier runs stay cached
-        fingerprint["exemplar_pool"] = _data_fingerprint(Path(config.exemplar_pool))
-    # Under accelerate/torchrun every process runs this; the single-process stages run on the
-    # main process first and the others then find them cached. Training stages use all processes.
     last = STAGES.index(config.stop_after)
     if config.resume:
         _check_resumable(config, out)
-    with main_process_first():
-        tokenizer_dir, tok_hash = _tokenizer_stage(config, out, fingerprint)
     if last < 1:
-        return TrainResult(tokenizer_dir)
-    teacher_dir, teacher_hash = _teacher_stage(config, out, tokenizer_dir, tok_hash, fingerprint)
+        return TrainResult(_tokenizer(config)[0])
+    tokenizer_dir, teacher_dir, teacher_hash = _teacher(config)
     if last < 2:
         return TrainResult(tokenizer_dir, teacher_dir)
     with main_process_first():
@@ -240,6 +229,36 @@ def run_train(config: TrainConfig) -> TrainResult:
     with main_process_first():
         bench = _bench_stage(config, student_dir) if last >= 4 else None
     return TrainResult(tokenizer_dir, teacher_dir, logits_dir, student_dir, bench)
+
+
+def _fingerprint(config: TrainConfig) -> dict:
+    """What the tokenizer and the teacher depend on in the data."""
+    data_dir = Path(config.data_dir)
+    if not (data_dir / "train.jsonl").is_file():
+        raise ConfigError(f"{data_dir} has no train.jsonl. Build the dataset with `kdassert mine`.")
+    fingerprint = {"data": _data_fingerprint(data_dir), "format": config.input_format(),
+                   "limit": config.limit}
+    if config.exemplar_pool:  # absent otherwise: the stages of earlier runs stay cached
+        fingerprint["exemplar_pool"] = _data_fingerprint(Path(config.exemplar_pool))
+    return fingerprint
+
+
+def _tokenizer(config: TrainConfig) -> tuple[Path, str, dict]:
+    """The tokenizer stage (run or reused): its directory, its hash, the data fingerprint."""
+    fingerprint = _fingerprint(config)
+    # Under accelerate/torchrun every process runs this; the single-process stages run on the
+    # main process first and the others then find them cached. Training stages use all processes.
+    with main_process_first():
+        tokenizer_dir, tok_hash = _tokenizer_stage(config, Path(config.out_dir), fingerprint)
+    return tokenizer_dir, tok_hash, fingerprint
+
+
+def _teacher(config: TrainConfig) -> tuple[Path, Path, str]:
+    """The tokenizer and teacher stages (run or reused): tokenizer dir, teacher dir, teacher hash."""
+    tokenizer_dir, tok_hash, fingerprint = _tokenizer(config)
+    teacher_dir, teacher_hash = _teacher_stage(config, Path(config.out_dir), tokenizer_dir, tok_hash,
+                                               fingerprint)
+    return tokenizer_dir, teacher_dir, teacher_hash
 
 
 def _check_resumable(config: TrainConfig, out: Path) -> None:
@@ -318,6 +337,30 @@ def logits_config_for(config: TrainConfig, teacher_dir: Path, shard_index: int |
         limit=config.limit, num_shards=num_shards, shard_index=shard_index,
         exemplar_pool=str(Path(config.exemplar_pool) / "train.jsonl") if config.exemplar_pool else None,
     )
+
+
+def prefill_stores(configs: list[TrainConfig]) -> list[Path]:
+    """Fill the logit stores that these runs read and that are not complete yet, one pass of
+    the teacher per teacher and split (a sweep over store modes pays for one forward pass, not
+    one per store); their logits stages then find the shards written. Trains (or reuses) the
+    teachers first. Returns the stores filled."""
+    from distillation.logit_extract import SHARED_SETTINGS, extract_logit_stores
+
+    groups: dict[tuple, dict[str, object]] = {}
+    for config in configs:
+        if not config.distill.reads_store:
+            continue
+        teacher_dir = _teacher(config)[1]
+        logits = logits_config_for(config, teacher_dir)
+        if (Path(logits.out_dir) / "manifest.json").is_file():
+            continue
+        group = groups.setdefault(tuple(getattr(logits, k) for k in SHARED_SETTINGS), {})
+        group[logits.out_dir] = logits
+    filled = []
+    for group in groups.values():
+        logger.info("teacher logits for %d stores in one pass: %s", len(group), ", ".join(group))
+        filled += extract_logit_stores(list(group.values()))
+    return filled
 
 
 def _logits_stage(config: TrainConfig, out: Path, teacher_dir: Path, teacher_hash: str):

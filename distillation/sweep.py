@@ -3,7 +3,7 @@
 The grid is student preset x teacher signal (``online``, a quantized or a top-k store) x alpha
 x temperature; an axis left empty is the base configuration's one value. Training goes through
 :func:`distillation.pipeline.run_train`, whose stage cache shares the tokenizer, the teacher and
-each logit store across grid points. Each finished point's benchmark (quality with per-example
+each logit store across grid points; the stores are filled first, all in one pass of the teacher. Each finished point's benchmark (quality with per-example
 correctness, size, latency), its store's size and its training time are written to the results
 JSON at once, so an interrupted sweep resumes where it stopped. A point's key is also its
 student's run name (``student-topk-k32-int8-a0.5-T2``). Alpha = 0 ignores the temperature and
@@ -163,6 +163,10 @@ def run_sweep(config: SweepConfig) -> dict:
     results["config"] = _config_dict(config)
     bench_data = config.bench_path()
     todo = grid(config)
+    from distillation.pipeline import prefill_stores
+
+    missing = [config.train_config(p) for p in todo if config.key(p) not in results["points"]]
+    prefill_stores(missing)  # every store the missing points read, in one pass of the teacher
     for index, point in enumerate(todo, start=1):
         key = config.key(point)
         if key in results["points"]:
@@ -228,7 +232,9 @@ def signal_record(train_config: TrainConfig, trained: TrainResult) -> dict:
     distill = train_config.distill
     record = {"name": distill.store_name(), "mode": distill.logits_mode, "used": distill.alpha > 0}
     if trained.logits_dir is not None:
-        record.update(store_stats(trained.logits_dir), build_seconds=stage_seconds(trained.logits_dir))
+        stats = store_stats(trained.logits_dir)
+        record.update(stats, build_seconds=stats.pop("extract_seconds", None)
+                      or stage_seconds(trained.logits_dir))
     elif distill.runs_teacher:
         vocab = _vocab_size(trained.teacher_dir)
         record.update(vocab_size=vocab, bytes_per_token=None, disk_bytes=0,

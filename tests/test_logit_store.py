@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -144,6 +145,27 @@ def test_shards_of_a_v2_store_draw_exemplars_from_the_whole_split(tiny_model_dir
     sharded = LogitStore.open(_extract(v2, split, tmp_path / "three", k=4, num_shards=3))
     for index in range(12):
         assert np.array_equal(sharded.example_rows(index), single.example_rows(index))
+
+
+def test_one_pass_fills_several_stores_as_separate_passes_would(tiny_model_dir, split, tmp_path):
+    from distillation.logit_extract import extract_logit_stores
+
+    settings = [dict(mode="topk", k=4, dtype="int8"), dict(mode="quantized", bits=8),
+                dict(mode="topk", k=2, dtype="fp16")]
+    configs = [LogitsConfig(teacher=str(tiny_model_dir), data=str(split), out_dir=str(tmp_path / f"one-{i}"),
+                            batch_size=5, num_shards=2, **kw) for i, kw in enumerate(settings)]
+    together = [LogitStore.open(out) for out in extract_logit_stores(configs)]
+    for i, kw in enumerate(settings):
+        alone = LogitStore.open(_extract(tiny_model_dir, split, tmp_path / f"alone-{i}", num_shards=2, **kw))
+        assert together[i].manifest["sha256"] == alone.manifest["sha256"]
+        for index in range(12):
+            assert np.array_equal(together[i].example_rows(index), alone.example_rows(index))
+    part = json.loads((tmp_path / "one-0" / "shard-00000-of-00002.json").read_text())
+    assert part["pass_shared_by"] == 3 and part["seconds"] > 0
+    with pytest.raises(ConfigError, match="share limit"):
+        extract_logit_stores([configs[0], dataclasses.replace(configs[1], limit=4)])
+    with pytest.raises(ConfigError, match="one directory each"):
+        extract_logit_stores([configs[0], dataclasses.replace(configs[1], out_dir=configs[0].out_dir)])
 
 
 def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_dir, split, tmp_path,

@@ -103,6 +103,9 @@ def test_store_sweep_records_signal_sizes_and_reuses_points(tmp_path, monkeypatc
     online = points["online"]["signal"]
     assert online["bytes_per_token"] is None and online["disk_bytes"] == 0
     assert online["dense_fp32_bytes_per_token"] == 4 * 300
+    stored = [points[n]["signal"] for n in STORES if n != "online"]
+    assert [s["pass_shared_by"] for s in stored] == [4, 4, 4, 4]  # one pass of the teacher filled all four
+    assert len({s["build_seconds"] for s in stored}) == 1 and stored[0]["build_seconds"] > 0
     disk = [points[n]["signal"]["disk_bytes"] for n in ("quantized-4bit", "quantized-8bit", "quantized-16bit")]
     assert disk == sorted(disk) and disk[0] > points["quantized-4bit"]["signal"]["num_tokens"] * 158
     for point in points.values():
