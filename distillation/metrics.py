@@ -232,3 +232,30 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def bootstrap_mean_interval(values: Sequence[float], resamples: int = 2000,
+                            seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-example scores (e.g. token F1),
+    seeded so a report reads the same each time it is printed."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_bootstrap_difference(a: Sequence[float], b: Sequence[float], resamples: int = 2000,
+                                seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired per-example scores of two systems and its 95% paired
+    bootstrap interval (examples resampled together); the difference is significant at 5%
+    when the interval leaves out 0."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    low, high = bootstrap_mean_interval(differences, resamples, seed)
+    mean = sum(differences) / len(differences) if differences else float("nan")
+    return mean, low, high

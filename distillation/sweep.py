@@ -267,11 +267,14 @@ def _bench_row(config: SweepConfig, bench_data: Path, label: str, model_dir) -> 
     return {"model_dir": str(model_dir), "examples": len(examples), "metrics": metrics,
             "size": row.size, "speed": row.speed,
             "top1": [c[0].text if c else "" for c in row.candidates],
-            "correct": {k: encode_bits(r[k] for r in per_example) for k in CORRECTNESS_KEYS}}
+            "correct": {k: encode_bits(r[k] for r in per_example) for k in CORRECTNESS_KEYS},
+            "scores": {k: [round(r[k], 4) for r in per_example] for k in SCORE_KEYS}}
 
 
-CORRECTNESS_KEYS = ("exact_match", "lenient_match")
+CORRECTNESS_KEYS = ("exact_match", "lenient_match", "top_k_exact_match")
 """Per-example outcomes kept for paired tests (``correct``: one "0"/"1" per example)."""
+SCORE_KEYS = ("token_f1",)
+"""Per-example scores kept for paired bootstrap tests (``scores``: one number per example)."""
 
 
 def encode_bits(values) -> str:

@@ -1,9 +1,12 @@
 """The sweep's results side by side, with uncertainty: a Markdown table from ``sweep.json``.
 
-Exact and lenient match get 95% Wilson intervals over the n benchmark examples, and every row
-is compared with a reference row (default: the best by strict exact match) by an exact
-McNemar test on per-example correctness, since both rows were scored on the same examples.
-A row is said to differ from the reference only when that test's p is below ``level``.
+Exact, lenient and top-k match get 95% Wilson intervals over the n benchmark examples, and
+every row is compared with a reference row (default: the best by strict exact match) by an
+exact McNemar test on per-example correctness, since both rows were scored on the same
+examples. Token F1 (a score per example, not a proportion) gets a 95% bootstrap interval and
+is compared by a paired bootstrap of the per-example differences. A row is said to differ from
+the reference only when the test's p is below ``level`` (or the interval of the F1 difference
+leaves out 0).
 """
 
 from __future__ import annotations
@@ -55,11 +58,27 @@ PROPORTIONS = ("exact_match", "lenient_match", "top_k_exact_match", "parse_rate"
 """Metrics that are a share of examples, so a Wilson interval applies (token F1, BLEU don't)."""
 
 
+def scores(row: dict, metric: str) -> list[float] | None:
+    """Per-example scores of a row (``token_f1``), if stored (sweeps before 2026-12 lack them)."""
+    return (row.get("scores") or {}).get(metric)
+
+
+def compare_scores(a: dict, b: dict, metric: str = "token_f1") -> tuple[float, float, float] | None:
+    """Mean per-example difference a - b of ``metric`` and its paired bootstrap 95% interval;
+    None when either row lacks the scores or they differ in length."""
+    sa, sb = scores(a, metric), scores(b, metric)
+    if sa is None or sb is None or len(sa) != len(sb):
+        return None
+    return m.paired_bootstrap_difference(sa, sb)
+
+
 def interval(row: dict, metric: str) -> tuple[float, float] | None:
     """95% Wilson interval of a proportion metric of a row over its examples (None for other
-    metrics, or when the row has no value)."""
+    metrics, or when the row has no value); for ``token_f1``, a bootstrap interval of the mean
+    when the per-example scores are stored."""
     if metric not in PROPORTIONS:
-        return None
+        values = scores(row, metric)
+        return None if values is None else m.bootstrap_mean_interval(values)
     outcomes = correct(row, metric)
     if outcomes is not None:
         return m.wilson_interval(sum(outcomes), len(outcomes))
@@ -86,23 +105,28 @@ def sweep_table(results: dict, metric: str = "exact_match", reference: str | Non
     reference = reference or reference_key(results, metric)
     ref_row = results.get("points", {}).get(reference)
     head = ["row", "signal", "B/token", "store MB", "train s", "params", "disk MB", "p50 ms",
-            "exact [95% CI]", "exact vs ref", "lenient [95% CI]", "lenient vs ref", "agrees T"]
+            "exact [95% CI]", "exact vs ref", "lenient [95% CI]", "lenient vs ref",
+            "top-k [95% CI]", "top-k vs ref", "token F1 [95% CI]", "F1 vs ref", "agrees T"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [("teacher", results["teacher"])] if results.get("teacher") else []
     rows += sorted(((k, p) for k, p in results.get("points", {}).items() if not p.get("shared_with")),
                    key=lambda item: _order(item[1]))
     for key, row in rows:
         quality = []
-        for name in ("exact_match", "lenient_match"):
+        for name in ("exact_match", "lenient_match", "top_k_exact_match"):
             versus = "reference" if key == reference else _versus(row, ref_row, name, level)
             quality += [_with_ci(row, name), versus]
+        versus = "reference" if key == reference else _versus_scores(row, ref_row, "token_f1")
+        quality += [_with_ci(row, "token_f1"), versus]
         agrees = _fmt((row.get("metrics") or {}).get("agreement_with_teacher"), "{:.3f}")
         lines.append("| " + " | ".join([key, *_cells(row), *quality, agrees]) + " |")
     shared = len(results.get("points", {})) - len(rows) + bool(results.get("teacher"))
     n = next((row.get("examples") for _, row in rows), None)
-    lines.append(f"\n{n} examples; ref = {reference}. Intervals: Wilson 95%. \"vs ref\": exact "
-                 f"McNemar p on the paired per-example outcomes, (+a / -b) = examples only this row "
-                 f"/ only the reference gets right; \"differs\" only when p < {level:g}."
+    lines.append(f"\n{n} examples; ref = {reference}. Intervals: Wilson 95% (token F1: bootstrap "
+                 f"95%). \"vs ref\": exact McNemar p on the paired per-example outcomes, (+a / -b) "
+                 f"= examples only this row / only the reference gets right; \"differs\" only when "
+                 f"p < {level:g}. \"F1 vs ref\": mean per-example difference [paired bootstrap "
+                 f"95%], \"differs\" only when the interval leaves out 0."
                  + (f" {shared} alpha = 0 points share a row above (same run)." if shared else ""))
     return "\n".join(lines)
 
@@ -137,6 +161,15 @@ def _versus(row: dict, ref_row: dict | None, metric: str, level: float) -> str:
         return "-"
     verdict = "differs" if result.differs(level) else "no sig. difference"
     return f"p={result.p_value:.3g} {verdict} (+{result.only_a} / -{result.only_b})"
+
+
+def _versus_scores(row: dict, ref_row: dict | None, metric: str) -> str:
+    result = None if ref_row is None else compare_scores(row, ref_row, metric)
+    if result is None:
+        return "-"
+    mean, low, high = result
+    verdict = "differs" if low > 0 or high < 0 else "no sig. difference"
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
 
 
 def _with_ci(row: dict, metric: str) -> str:

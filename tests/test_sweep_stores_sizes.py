@@ -12,7 +12,7 @@ from distillation.pipeline import TrainConfig
 from distillation.plots import PlotConfig, make_plots
 from distillation.plots_tradeoffs import best_group
 from distillation.sweep import SweepConfig, encode_bits, grid, run_sweep
-from distillation.sweep_report import compare, interval, reference_key, sweep_table
+from distillation.sweep_report import compare, compare_scores, interval, reference_key, sweep_table
 from distillation.trainer import DistillConfig, signal_settings
 from pytest_kdassert.core.errors import ConfigError
 from tests.train_data import write_dataset
@@ -110,7 +110,8 @@ def test_store_sweep_records_signal_sizes_and_reuses_points(tmp_path, monkeypatc
     assert disk == sorted(disk) and disk[0] > points["quantized-4bit"]["signal"]["num_tokens"] * 158
     for point in points.values():
         assert point["train_seconds"] > 0 and point["examples"] == 4
-        assert len(point["correct"]["exact_match"]) == 4
+        assert len(point["correct"]["exact_match"]) == 4 and len(point["correct"]["top_k_exact_match"]) == 4
+        assert sum(point["scores"]["token_f1"]) / 4 == pytest.approx(point["metrics"]["token_f1"], abs=1e-3)
         assert point["metrics"]["exact_match"] == point["correct"]["exact_match"].count("1") / 4
         assert point["size"]["parameters"] > 1000 and point["speed"]["cpu_latency_1thread"]["p50_ms"] > 0
     unused = results["points"]["tiny-quantized-4bit-a0-T2"]
@@ -183,6 +184,27 @@ def test_intervals_and_comparisons_need_matching_outcomes():
     assert interval({"examples": 4, "metrics": {"exact_match": 0.5}}, "exact_match") == interval(row, "exact_match")
     assert interval(row, "token_f1") is None  # not a proportion
     assert compare(row, _row("11000")) is None and compare(row, {"metrics": {}}) is None
+
+
+def test_token_f1_is_compared_by_a_paired_bootstrap():
+    ref = {"examples": 200, "metrics": {"exact_match": 0.0, "token_f1": 0.5},
+           "scores": {"token_f1": [0.4, 0.6] * 100}}
+    better = {**ref, "metrics": {"exact_match": 0.0, "token_f1": 0.55},
+              "scores": {"token_f1": [0.45, 0.65] * 100}}  # +0.05 on every example
+    noisy = {**ref, "metrics": {"exact_match": 0.0, "token_f1": 0.5},
+             "scores": {"token_f1": [0.6, 0.4] * 100}}   # +-0.2, mean difference 0
+    mean, low, high = compare_scores(better, ref)
+    assert mean == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
+    mean, low, high = compare_scores(noisy, ref)
+    assert mean == pytest.approx(0.0) and low < 0 < high
+    assert interval(ref, "token_f1") == pytest.approx((0.486, 0.514), abs=0.003)  # 0.5 +- 1.96 * 0.1 / sqrt(200)
+    assert compare_scores(ref, {"scores": {"token_f1": [0.5]}}) is None and compare_scores(ref, {}) is None
+    table = sweep_table({"teacher": None, "points": {"ref": ref, "better": better, "noisy": noisy}},
+                        reference="ref")
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "| +0.050 [+0.050, +0.050] differs |" in lines["better"]
+    assert "no sig. difference |" in lines["noisy"].split("| 0.500 [")[-1]
+    assert "| 0.550 [0.536, 0.564] |" in lines["better"]
 
 
 def _synthetic_results() -> dict:
