@@ -8,7 +8,7 @@
   each metric, and one-thread latency p50. Drawn for the (store, alpha, T) with the most
   student sizes.
 
-Error bars are 95% Wilson intervals. The teacher is a dashed line (and a star at its size);
+Error bars are 95% Wilson intervals (token F1: bootstrap intervals of the mean). The teacher is a dashed line (and a star at its size);
 the alpha = 0 student of the same preset, where the sweep has one, a dotted line.
 """
 
