@@ -71,8 +71,10 @@ def site_candidates(examples: Sequence[Example], pool: Sequence[Example],
 
 
 def fit_ranker(candidates: Sequence[Sequence[Ranked]], references: Sequence[str],
-               l2: float = L2) -> FitResult:
-    """The conditional logit of the module docstring, fitted with L-BFGS (see :class:`FitResult`)."""
+               l2: float = L2, names: Sequence[str] = FEATURES) -> FitResult:
+    """The conditional logit of the module docstring, fitted with L-BFGS (see :class:`FitResult`).
+    ``names``: the features of the candidates, in order (more than :data:`FEATURES` when a
+    caller appends its own, e.g. a model's score)."""
     import torch
 
     if len(candidates) != len(references) or not references:
@@ -82,22 +84,31 @@ def fit_ranker(candidates: Sequence[Sequence[Ranked]], references: Sequence[str]
     labels = [[m.exact_match(c.text, ref) for c in items]
               for items, ref in zip(candidates, references, strict=True)]
     used = [i for i, y in enumerate(labels) if any(y)]
-    weights = dict.fromkeys(FEATURES, 0.0)
+    weights = dict.fromkeys(names, 0.0)
     if used:
         x = torch.tensor([c.features for i in used for c in candidates[i]], dtype=torch.float64)
         y = torch.tensor([v for i in used for v in labels[i]], dtype=torch.float64)
         site = torch.tensor([n for n, i in enumerate(used) for _ in candidates[i]])
         w = _lbfgs(x, y, site, len(used), l2)
-        weights = dict(zip(FEATURES, (round(float(v), 4) for v in w), strict=True))
-    hits = sum(labels[i][_top(items, weights)] for i, items in enumerate(candidates) if items)
+        weights = dict(zip(names, (round(float(v), 4) for v in w), strict=True))
+    hits = sum(labels[i][top_index(items, weights, names)] for i, items in enumerate(candidates) if items)
     return FitResult(weights, len(used), hits / len(references),
                      sum(any(y) for y in labels) / len(references))
 
 
-def _top(items: Sequence[Ranked], weights: Mapping[str, float]) -> int:
-    """Index in ``items`` of the best candidate under ``weights``."""
-    best = rank(items, weights)[0]
-    return next(i for i, item in enumerate(items) if item.text == best.text)
+def linear_scores(items: Sequence[Ranked], weights: Mapping[str, float],
+                  names: Sequence[str] = FEATURES) -> list[float]:
+    """Each item's weighted feature sum (missing weights count 0)."""
+    return [sum(weights.get(n, 0.0) * v for n, v in zip(names, item.features, strict=True))
+            for item in items]
+
+
+def top_index(items: Sequence[Ranked], weights: Mapping[str, float],
+              names: Sequence[str] = FEATURES) -> int:
+    """Index in ``items`` of the best candidate under ``weights`` (the first on ties, as
+    :func:`~pytest_kdassert.core.ranking.rank`)."""
+    scores = linear_scores(items, weights, names)
+    return max(range(len(items)), key=lambda i: (scores[i], -i))
 
 
 def _lbfgs(x, y, site, sites: int, l2: float):
@@ -125,9 +136,14 @@ def _lbfgs(x, y, site, sites: int, l2: float):
     return w.detach()
 
 
-def ranked_candidates(items: Sequence[Ranked], weights: Mapping[str, float]) -> list[Candidate]:
+def ranked_candidates(items: Sequence[Ranked], weights: Mapping[str, float],
+                      names: Sequence[str] = FEATURES) -> list[Candidate]:
     """A site's candidates best first, as the bench scores them."""
-    return [Candidate(r.text, r.score, i) for i, r in enumerate(rank(items, weights))]
+    if tuple(names) == FEATURES:
+        return [Candidate(r.text, r.score, i) for i, r in enumerate(rank(items, weights))]
+    scores = linear_scores(items, weights, names)
+    order = sorted(range(len(items)), key=lambda i: -scores[i])  # stable: earlier wins ties
+    return [Candidate(items[i].text, scores[i], rank_) for rank_, i in enumerate(order)]
 
 
 def system_rows(config, examples: Sequence[Example]) -> list:

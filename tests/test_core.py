@@ -147,6 +147,30 @@ def test_load_tiny_model_and_generate(tiny_model_dir):
     assert out[0][0].score >= out[0][1].score >= out[0][2].score
 
 
+def test_score_targets_encodes_each_source_once_and_matches_a_full_forward(tiny_model_dir, monkeypatch):
+    import torch
+
+    from pytest_kdassert.core.generate import GenerationConfig, score_targets
+    from pytest_kdassert.core.loading import load_seq2seq
+
+    model, tokenizer = load_seq2seq(tiny_model_dir)
+    pairs = [("def f():\n    return 1", "assert f() == 1"), ("x = 2", "assert x == 2"),
+             ("def f():\n    return 1", "assert f()"), ("x = 2", "assert x"),
+             ("def f():\n    return 1", "assert f() is not None")]
+    encoder, calls = model.get_encoder(), []
+    monkeypatch.setattr(encoder, "forward", lambda *a, _f=encoder.forward, **k: calls.append(1) or _f(*a, **k))
+    scores = score_targets(model, tokenizer, pairs, GenerationConfig(batch_size=2))
+    assert len(calls) == 1  # two distinct sources, one batch of them
+    expected = []
+    with torch.inference_mode():
+        for source, target in pairs:  # the whole model, one pair at a time
+            inputs = tokenizer([source], return_tensors="pt")
+            labels = tokenizer(text_target=[target], return_tensors="pt").input_ids
+            logp = torch.log_softmax(model(**inputs, labels=labels).logits, dim=-1)
+            expected.append(logp.gather(-1, labels.unsqueeze(-1)).mean().item())
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
 def test_missing_model_dir_has_clear_error(tmp_path):
     from pytest_kdassert.core.loading import resolve_model_path
 

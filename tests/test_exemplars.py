@@ -235,5 +235,5 @@ def test_bench_cli_in_project_with_a_pool(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["metrics"]["lenient_match"] for r in rows] == [0.0, 1.0]
     assert rows[1]["metrics"]["exact_match"] == 0.0  # `assert total == 4` against `total == 3`
-    with pytest.raises(ConfigError, match="add --in-project"):
-        BenchConfig(data=str(data), exemplar_pool=str(pool), train=str(pool))
+    # the pool also gives format-v2 model rows their exemplars: it no longer needs --in-project
+    assert BenchConfig(data=str(data), exemplar_pool=str(pool), train=str(pool)).exemplar_pool == str(pool)

@@ -105,22 +105,36 @@ def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
     """Mean per-token log-probability of each ``(source, target)`` pair under the model.
 
     The same scale as a beam candidate's score, so given texts (templates, say) can be
-    ranked against what the model generated. Pairs are sorted by length before batching.
+    ranked against what the model generated. Each distinct source is encoded once, however
+    many targets it comes with (a site's templates share its input); sources are batched
+    by length, and their targets decoded in batches against the stored encoder states.
     """
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+    from transformers.modeling_outputs import BaseModelOutput
+
+    by_source: dict[str, list[int]] = {}
+    for index, (source, _) in enumerate(pairs):
+        by_source.setdefault(source, []).append(index)
+    sources = sorted(by_source, key=len)
     scores = [0.0] * len(pairs)
-    for start in range(0, len(order), config.batch_size):
-        batch_ids = order[start : start + config.batch_size]
-        sources = [pairs[i][0] for i in batch_ids]
-        targets = [pairs[i][1] for i in batch_ids]
-        encoded = tokenizer(sources, max_length=config.max_source_tokens, truncation=True,
+    encoder = model.get_encoder()
+    for start in range(0, len(sources), config.batch_size):
+        batch = sources[start : start + config.batch_size]
+        encoded = tokenizer(batch, max_length=config.max_source_tokens, truncation=True,
                             padding=True, return_tensors="pt").to(model.device)
-        labels = tokenizer(text_target=targets, max_length=config.max_new_tokens, truncation=True,
-                           padding=True, return_tensors="pt").input_ids.to(model.device)
-        mask = labels != tokenizer.pad_token_id
-        logits = model(**encoded, labels=labels.masked_fill(~mask, -100)).logits
-        token_logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        means = (token_logp * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-        for index, value in zip(batch_ids, means.tolist(), strict=True):
-            scores[index] = value
+        states = encoder(**encoded).last_hidden_state
+        rows = [(row, index) for row, source in enumerate(batch) for index in by_source[source]]
+        for chunk_start in range(0, len(rows), config.batch_size):
+            chunk = rows[chunk_start : chunk_start + config.batch_size]
+            which = torch.tensor([row for row, _ in chunk], device=model.device)
+            labels = tokenizer(text_target=[pairs[index][1] for _, index in chunk],
+                               max_length=config.max_new_tokens, truncation=True, padding=True,
+                               return_tensors="pt").input_ids.to(model.device)
+            mask = labels != tokenizer.pad_token_id
+            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=states[which]),
+                           attention_mask=encoded.attention_mask[which],
+                           labels=labels.masked_fill(~mask, -100)).logits
+            token_logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+            means = (token_logp * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            for (_, index), value in zip(chunk, means.tolist(), strict=True):
+                scores[index] = value
     return scores

@@ -241,10 +241,14 @@ def _origins(site: Site, exemplars: Sequence[Exemplar],
 
 
 def candidate_features(site: Site, focal_source: str, exemplars: Sequence[Exemplar],
-                       stats: PoolStats | None = None) -> list[Ranked]:
-    """Every candidate of a site (see the module docstring) with its features, unscored."""
+                       stats: PoolStats | None = None, extra: Sequence[str] = ()) -> list[Ranked]:
+    """Every candidate of a site (see the module docstring) with its features, unscored.
+    ``extra``: texts from elsewhere (a model's beams) that join the candidates not already
+    there, measured against the same site (their exemplar features are 0)."""
     siblings = written_assertions(site.masked_test)
     origins, adapted_texts = _origins(site, exemplars, siblings)
+    for text in extra:
+        origins.setdefault(text, _Origin())
     context = _Context.of(site, focal_source, exemplars, siblings, adapted_texts, stats)
     return [Ranked(text, context.features(text, origin)) for text, origin in origins.items()]
 
