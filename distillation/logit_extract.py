@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from distillation.data import Seq2SeqCollator, encode_examples
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.logit_store import (
+    ShardClaims,
     ShardWriter,
     finished_part,
     make_codec,
@@ -184,19 +185,25 @@ def write_logit_stores(model, tokenizer, fmt, num_examples: int, items,
     for index in indices:
         start, stop = shard_range(num_examples, index, first.num_shards)
         name = shard_name(index, first.num_shards)
-        todo = [t for t in targets if finished_part(t.out, name, t.meta) is None]
+        unfinished = [t for t in targets if finished_part(t.out, name, t.meta) is None]
         for target in targets:
-            if target not in todo:
+            if target not in unfinished:
                 logger.info("teacher logits %s of %s: written by an earlier run, kept", name, target.out)
-        if not todo:
-            continue
-        began = time.perf_counter()
-        entries = _write_shard(model, collator, todo, items(start, stop, index), name, first.batch_size)
-        seconds = time.perf_counter() - began
-        for target, entry in zip(todo, entries, strict=True):
-            write_part(target.out, name, {**entry, "start": start, "count": stop - start,
-                                          "meta_sha256": target.meta["sha256"], "seconds": seconds,
-                                          "pass_shared_by": len(todo)})
+        with ShardClaims([t.out for t in unfinished], name) as claimed:
+            todo = [t for t in unfinished if t.out in claimed]
+            for target in unfinished:
+                if target not in todo:
+                    logger.info("teacher logits %s of %s: another process is writing it, skipped",
+                                name, target.out)
+            if not todo:
+                continue
+            began = time.perf_counter()
+            entries = _write_shard(model, collator, todo, items(start, stop, index), name, first.batch_size)
+            seconds = time.perf_counter() - began
+            for target, entry in zip(todo, entries, strict=True):
+                write_part(target.out, name, {**entry, "start": start, "count": stop - start,
+                                              "meta_sha256": target.meta["sha256"], "seconds": seconds,
+                                              "pass_shared_by": len(todo)})
     for target in targets:
         if try_finalize(target.out, target.meta, first.num_shards):
             logger.info("logit store complete: %s (%d bytes per target token)", target.out,

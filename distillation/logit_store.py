@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,69 @@ def store_stats(directory) -> dict:
         stats["extract_seconds"] = sum(shard["seconds"] for shard in shards)
         stats["pass_shared_by"] = max(shard.get("pass_shared_by", 1) for shard in shards)
     return stats
+
+
+class ShardClaims:
+    """Claims on shard ``name`` of several stores, so that processes filling one store share
+    its shards instead of writing the same one: ``<name>.claim`` holds the claiming process's
+    id, created exclusively. A claim whose process is gone (killed, machine restarted) is
+    taken over. ``with ShardClaims(dirs, name) as claimed:`` gives the directories claimed
+    here; the claims are dropped on leaving."""
+
+    def __init__(self, directories, name: str):
+        self.paths = {Path(d): Path(d) / f"{name}.claim" for d in directories}
+        self.held: list[Path] = []
+
+    def __enter__(self) -> set[Path]:
+        claimed = set()
+        for directory, path in self.paths.items():
+            if _claim(path):
+                self.held.append(path)
+                claimed.add(directory)
+        return claimed
+
+    def __exit__(self, *exc) -> None:
+        for path in self.held:
+            path.unlink(missing_ok=True)
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path`` holding this process's id; False when a live process holds it."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _holder_alive(path):
+                return False
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return True
+    return False
+
+
+def _holder_alive(path: Path) -> bool:
+    try:
+        text = path.read_text().strip()
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False  # gone meanwhile: free
+    if not text:
+        return age < 10  # just created, its id not written yet
+    try:
+        pid = int(text)
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False  # this process holds no claim between shards: left by an earlier one
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 class ShardWriter:

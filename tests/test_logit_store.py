@@ -168,6 +168,49 @@ def test_one_pass_fills_several_stores_as_separate_passes_would(tiny_model_dir, 
         extract_logit_stores([configs[0], dataclasses.replace(configs[1], out_dir=configs[0].out_dir)])
 
 
+def test_shard_claims_keep_processes_off_each_others_shards(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from distillation.logit_store import ShardClaims
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (a / "shard-00001-of-00002.claim").write_text(f"{other.pid}\n")  # a live process holds it
+        with ShardClaims([a, b], "shard-00001-of-00002") as claimed:
+            assert claimed == {b}
+            assert (b / "shard-00001-of-00002.claim").read_text() == f"{os.getpid()}\n"
+        assert not (b / "shard-00001-of-00002.claim").exists()  # dropped on leaving
+        assert (a / "shard-00001-of-00002.claim").exists()  # not ours: left alone
+    finally:
+        other.kill()
+        other.wait()
+    with ShardClaims([a], "shard-00001-of-00002") as claimed:  # its process is gone: taken over
+        assert claimed == {a}
+
+
+def test_a_shard_claimed_elsewhere_is_skipped_and_the_store_waits_for_it(tiny_model_dir, split, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "store"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "shard-00000-of-00002.claim").write_text(f"{other.pid}\n")
+        _extract(tiny_model_dir, split, out, k=4, num_shards=2)
+        assert not (out / "shard-00000-of-00002.json").exists()  # being written elsewhere
+        assert (out / "shard-00001-of-00002.json").exists() and not (out / "manifest.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    _extract(tiny_model_dir, split, out, k=4, num_shards=2)  # the claim is stale now
+    assert len(LogitStore.open(out).shards) == 2
+
+
 def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_dir, split, tmp_path,
                                                                  monkeypatch):
     from distillation import logit_extract
