@@ -116,3 +116,13 @@ def test_loss_points_from_log_history():
                              {"step": 2, "loss": 3.5}]}
     assert loss_points(state) == [(2, 3.0), (4, 2.0)]
     assert loss_points(state, "loss") == [(2, 3.5)]
+
+
+def test_steps_per_epoch_comes_from_the_log():
+    from distillation.loss_curve import loss_points, steps_per_epoch
+
+    state = {"log_history": [{"step": 250, "epoch": 0.037, "learning_rate": 5e-4, "loss": 5.7},
+                             {"step": 6750, "epoch": 0.99867, "eval_loss": 4.09}]}
+    assert steps_per_epoch(state) == pytest.approx(6759, abs=1)
+    assert loss_points(state, "learning_rate") == [(250, 5e-4)]
+    assert steps_per_epoch({"log_history": [{"step": 3}]}) is None
