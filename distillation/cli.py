@@ -168,15 +168,19 @@ def tokenizer_command(data, out_dir, vocab_size, min_frequency, limit):
                    "an earlier run with the same settings is kept: rerun to continue.")
 @click.option("--shard-index", type=int, default=None, help="Write only this shard (one process each).")
 @click.option("--limit", type=int, default=None, help="Use only the first N examples.")
+@click.option("--exemplar-pool", type=click.Path(exists=True, dir_okay=False),
+              help="JSONL whose tests give format-v2 exemplars (default: --data itself), e.g. the "
+                   "full split a sample was drawn from, as in `kdassert train --exemplar-pool`.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 def logits_command(teacher, data, out_dir, mode, k, dtype, bits, batch_size, num_shards, shard_index,
-                   limit, device):
+                   limit, exemplar_pool, device):
     """Store a teacher's soft targets for a split (teacher-forced on the ground truth)."""
     from distillation.logit_extract import LogitsConfig, extract_logits
 
     config = LogitsConfig(teacher=teacher, data=data, out_dir=out_dir, mode=mode, k=k, dtype=dtype,
                           bits=int(bits), batch_size=batch_size, num_shards=num_shards,
-                          shard_index=shard_index, limit=limit, device=device)
+                          shard_index=shard_index, limit=limit, exemplar_pool=exemplar_pool,
+                          device=device)
     extract_logits(config)
     click.echo(f"logit store: {out_dir}")
 
