@@ -241,6 +241,17 @@ def _write_shard(model, collator, targets: list[_Target], items: list[dict], nam
     for target in targets:
         (target.out / f"{name}.json").unlink(missing_ok=True)  # a shard being rewritten is not finished
         writers.append(ShardWriter(target.out, name, offsets, target.codec.row_bytes))
+    try:
+        _fill_shard(model, collator, targets, writers, items, name, batch_size)
+    except BaseException:  # Ctrl-C included: leave no half-written shard behind
+        for writer in writers:
+            writer.abort()
+        raise
+    return [{**writer.close(), "tokens": int(offsets[-1])} for writer in writers]
+
+
+def _fill_shard(model, collator, targets: list[_Target], writers: list[ShardWriter],
+                items: list[dict], name: str, batch_size: int) -> None:
     window = batch_size * 16  # sort by length inside a window, write in order
     start = time.perf_counter()
     with tqdm(total=len(items), desc=f"teacher logits {name}", unit="ex", disable=None) as bar:
@@ -253,7 +264,6 @@ def _write_shard(model, collator, targets: list[_Target], items: list[dict], nam
             bar.update(len(chunk))
             if bar.disable:  # no bar (a log, not a terminal): a line per tenth of the shard
                 _log_progress(name, w_start + len(chunk), len(items), window, start)
-    return [{**writer.close(), "tokens": int(offsets[-1])} for writer in writers]
 
 
 def _log_progress(name: str, done: int, total: int, window: int, start: float) -> None:

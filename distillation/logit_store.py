@@ -141,7 +141,16 @@ def _holder_alive(path: Path) -> bool:
         return False
     except PermissionError:
         return True  # alive, another user's
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that exited but was not reaped yet still answers ``kill(pid, 0)``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs (macOS): trust kill()
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 class ShardWriter:
@@ -164,6 +173,12 @@ class ShardWriter:
             raise ValueError("rows do not fit the shard's declared shape")
         self._handle.write(np.ascontiguousarray(rows, dtype=np.uint8).tobytes())
         self.written += len(rows)
+
+    def abort(self) -> None:
+        """Drop the unfinished shard (an error or Ctrl-C midway): no partial file is left."""
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+        self.offsets_path.unlink(missing_ok=True)
 
     def close(self) -> dict:
         """Finish the shard; returns its manifest entry (sizes and checksums)."""

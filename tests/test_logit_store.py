@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +232,42 @@ def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_d
     resumed = LogitStore.open(out)
     for index in range(12):
         assert np.array_equal(resumed.example_rows(index), single.example_rows(index))
+
+
+def test_ctrl_c_while_writing_a_shard_leaves_no_partial_file(tiny_model_dir, split, tmp_path,
+                                                             monkeypatch):
+    from distillation import logit_extract
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logit_extract, "_encode_window", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(tiny_model_dir, split, tmp_path / "store", k=4)
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()
+                  if "shard" in p.name and not p.name.endswith(".claim")) == []
+    assert not any((tmp_path / "store").glob("*.claim"))
+    monkeypatch.undo()
+    assert len(LogitStore.open(_extract(tiny_model_dir, split, tmp_path / "store", k=4)).shards) == 1
+
+
+def test_a_claim_held_by_an_exited_unreaped_process_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    from distillation.logit_store import ShardClaims
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):  # exited, not waited for: a zombie that still answers kill(pid, 0)
+            if Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        (tmp_path / "shard-00000-of-00001.claim").write_text(f"{zombie.pid}\n")
+        with ShardClaims([tmp_path], "shard-00000-of-00001") as claimed:
+            assert claimed == {tmp_path}
+    finally:
+        zombie.wait()
 
 
 def test_shards_of_other_settings_are_rewritten(tiny_model_dir, split, tmp_path):
