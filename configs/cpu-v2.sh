@@ -6,7 +6,7 @@
 # Run it in the background and simply run it again after an interruption (a stopped session, a
 # killed job): each step either finds its output and is skipped, or continues from its newest
 # checkpoint (kdassert train and kdassert sweep keep finished stages and points).
-#   OMP_NUM_THREADS=2 nohup bash configs/cpu-v2.sh > runs/cpu-v2.log 2>&1 &
+#   mkdir -p runs && OMP_NUM_THREADS=2 nohup bash configs/cpu-v2.sh > runs/cpu-v2.log 2>&1 &
 #   grep '^==' runs/cpu-v2.log        # which step it is on; each step's own log is in runs/logs/
 # Steps one after another on both threads: with two jobs on the two cores each ran at well under
 # half its speed (configs/cpu-v2-teacher.toml).
