@@ -35,6 +35,8 @@ from pytest_kdassert.core.records import load_examples
 logger = logging.getLogger(__name__)
 
 STORE_MODES = ("topk", "quantized")
+CLAIM_POLL_SECONDS = 10.0
+"""How often a whole-store extraction looks again at shards other processes are writing."""
 
 
 @dataclass(frozen=True)
@@ -181,20 +183,52 @@ def write_logit_stores(model, tokenizer, fmt, num_examples: int, items,
         targets.append(_Target(config, Path(config.out_dir), meta, make_codec(meta)))
     first = configs[0]
     collator = Seq2SeqCollator(tokenizer, pad_to_multiple_of=None)
-    indices = range(first.num_shards) if first.shard_index is None else [first.shard_index]
+    if first.shard_index is not None:  # one shard (a helper process): skip it if claimed elsewhere
+        _fill_shards(model, collator, targets, items, num_examples, [first.shard_index])
+    else:  # the whole store: wait for the shards other processes are writing
+        waiting, told = _fill_shards(model, collator, targets, items, num_examples,
+                                     range(first.num_shards)), None
+        while waiting:
+            if waiting != told:
+                logger.info("waiting for teacher logits shard(s) %s, being written by another "
+                            "process", waiting)
+                told = waiting
+            time.sleep(CLAIM_POLL_SECONDS)
+            # finished meanwhile: kept; its process died: claimed and written here
+            waiting = _fill_shards(model, collator, targets, items, num_examples, waiting, quiet=True)
+    for target in targets:
+        if try_finalize(target.out, target.meta, first.num_shards):
+            logger.info("logit store complete: %s (%d bytes per target token)", target.out,
+                        target.codec.row_bytes)
+        else:
+            logger.info("shard %d of %s is done; the manifest is written when all %d are",
+                        first.shard_index, target.out, first.num_shards)
+    return [target.out for target in targets]
+
+
+def _fill_shards(model, collator, targets: list[_Target], items, num_examples: int,
+                 indices, quiet: bool = False) -> list[int]:
+    """Write shards ``indices`` of every target that lacks them; returns the indices left to
+    other processes (claimed by a live one, so neither finished nor written here). ``quiet``:
+    no line per shard kept or skipped (a poll while waiting for other processes)."""
+    info = logger.debug if quiet else logger.info
+    first = targets[0].config
+    elsewhere = []
     for index in indices:
         start, stop = shard_range(num_examples, index, first.num_shards)
         name = shard_name(index, first.num_shards)
         unfinished = [t for t in targets if finished_part(t.out, name, t.meta) is None]
         for target in targets:
             if target not in unfinished:
-                logger.info("teacher logits %s of %s: written by an earlier run, kept", name, target.out)
+                info("teacher logits %s of %s: written by an earlier run, kept", name, target.out)
         with ShardClaims([t.out for t in unfinished], name) as claimed:
             todo = [t for t in unfinished if t.out in claimed]
             for target in unfinished:
                 if target not in todo:
-                    logger.info("teacher logits %s of %s: another process is writing it, skipped",
-                                name, target.out)
+                    info("teacher logits %s of %s: another process is writing it, skipped", name,
+                         target.out)
+            if len(todo) < len(unfinished):
+                elsewhere.append(index)
             if not todo:
                 continue
             began = time.perf_counter()
@@ -204,14 +238,7 @@ def write_logit_stores(model, tokenizer, fmt, num_examples: int, items,
                 write_part(target.out, name, {**entry, "start": start, "count": stop - start,
                                               "meta_sha256": target.meta["sha256"], "seconds": seconds,
                                               "pass_shared_by": len(todo)})
-    for target in targets:
-        if try_finalize(target.out, target.meta, first.num_shards):
-            logger.info("logit store complete: %s (%d bytes per target token)", target.out,
-                        target.codec.row_bytes)
-        else:
-            logger.info("wrote shard(s) %s of %s; the manifest is written when all %d exist",
-                        list(indices), target.out, first.num_shards)
-    return [target.out for target in targets]
+    return elsewhere
 
 
 def _store_meta(config: LogitsConfig, model, fmt) -> dict:

@@ -194,7 +194,7 @@ def test_shard_claims_keep_processes_off_each_others_shards(tmp_path):
         assert claimed == {a}
 
 
-def test_a_shard_claimed_elsewhere_is_skipped_and_the_store_waits_for_it(tiny_model_dir, split, tmp_path):
+def test_a_helper_skips_a_shard_claimed_elsewhere(tiny_model_dir, split, tmp_path):
     import subprocess
     import sys
 
@@ -203,14 +203,44 @@ def test_a_shard_claimed_elsewhere_is_skipped_and_the_store_waits_for_it(tiny_mo
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (out / "shard-00000-of-00002.claim").write_text(f"{other.pid}\n")
-        _extract(tiny_model_dir, split, out, k=4, num_shards=2)
+        _extract(tiny_model_dir, split, out, k=4, num_shards=2, shard_index=0)
         assert not (out / "shard-00000-of-00002.json").exists()  # being written elsewhere
+        _extract(tiny_model_dir, split, out, k=4, num_shards=2, shard_index=1)
         assert (out / "shard-00001-of-00002.json").exists() and not (out / "manifest.json").exists()
     finally:
         other.kill()
         other.wait()
-    _extract(tiny_model_dir, split, out, k=4, num_shards=2)  # the claim is stale now
+    _extract(tiny_model_dir, split, out, k=4, num_shards=2, shard_index=0)  # the claim is stale now
     assert len(LogitStore.open(out).shards) == 2
+
+
+def test_the_whole_store_waits_for_a_shard_written_elsewhere(tiny_model_dir, split, tmp_path,
+                                                             monkeypatch, caplog):
+    """What `kdassert train` does while a helper process writes one of its shards: it waits,
+    and takes the shard over when the helper dies without finishing it."""
+    import logging
+    import subprocess
+    import sys
+    import threading
+
+    from distillation import logit_extract
+
+    monkeypatch.setattr(logit_extract, "CLAIM_POLL_SECONDS", 0.05)
+    out = tmp_path / "store"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (out / "shard-00000-of-00002.claim").write_text(f"{other.pid}\n")
+    killer = threading.Timer(1.0, other.kill)  # not waited for: a zombie until the end
+    killer.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="distillation.logit_extract"):
+            _extract(tiny_model_dir, split, out, k=4, num_shards=2)
+    finally:
+        killer.cancel()
+        other.kill()
+        other.wait()
+    assert "waiting for teacher logits shard(s) [0]" in caplog.text
+    assert len(LogitStore.open(out).shards) == 2 and not any(out.glob("*.claim"))
 
 
 def test_interrupted_extraction_continues_and_keeps_finished_shards(tiny_model_dir, split, tmp_path,
