@@ -201,7 +201,7 @@ def write_logit_stores(model, tokenizer, fmt, num_examples: int, items,
             logger.info("logit store complete: %s (%d bytes per target token)", target.out,
                         target.codec.row_bytes)
         else:
-            logger.info("shard %d of %s is done; the manifest is written when all %d are",
+            logger.info("shard %s of %s is done; the manifest is written when all %d are",
                         first.shard_index, target.out, first.num_shards)
     return [target.out for target in targets]
 
