@@ -15,8 +15,17 @@ from distillation.pipeline import load_train_config
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
+@pytest.fixture
+def in_fresh_checkout(tmp_path, monkeypatch):
+    """Run from an empty directory holding only what a config may check exists: the mined
+    corpus an exemplar pool names (configs name paths relative to the checkout)."""
+    (tmp_path / "data" / "corpus").mkdir(parents=True)
+    (tmp_path / "data" / "corpus" / "train.jsonl").write_text("")
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
+def test_every_shipped_config_loads(path, in_fresh_checkout):
     config = load_train_config(path)
     assert config.out_dir and config.data_dir
 
@@ -32,7 +41,7 @@ def test_the_runbook_parses_and_names_configs_that_exist():
     assert [name for name in named if not (CONFIGS.parent / name).is_file()] == []
 
 
-def test_the_v2_student_learns_from_the_v2_teacher():
+def test_the_v2_student_learns_from_the_v2_teacher(in_fresh_checkout):
     teacher = load_train_config(CONFIGS / "cpu-v2-teacher.toml")
     student = load_train_config(CONFIGS / "cpu-v2-student.toml")
     nodistill = load_train_config(CONFIGS / "cpu-v2-student-nodistill.toml")
