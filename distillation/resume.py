@@ -63,8 +63,10 @@ def _continuation(output_dir: Path, last: Path, optim) -> str:
         return str(last)
     old_decay = optim.decay_start(old_max)
     if step <= old_decay:
-        logger.warning("extending the run: step %d -> max_steps %d; the stable phase now lasts to step %d "
-                       "(it was to end at %d)", step, optim.max_steps, optim.decay_start(), old_decay)
+        change = "extending" if optim.max_steps > old_max else "shortening"
+        logger.warning("%s the run: step %d -> max_steps %d; the stable phase now lasts to step %d "
+                       "(it was to end at %d)", change, step, optim.max_steps, optim.decay_start(),
+                       old_decay)
         return str(last)
     stable = output_dir / STABLE_DIR / f"checkpoint-{old_decay}"
     if stable.is_dir():

@@ -76,6 +76,29 @@ def test_extend_before_decay_keeps_the_schedule(tmp_path, caplog):
 
 
 @pytest.mark.slow
+def test_shorten_before_decay_decays_at_the_new_budget(tmp_path, caplog):
+    """A run cut short while still in its stable phase (a sitting turned out shorter than
+    planned) decays over the last steps of the new, smaller budget and ends at it."""
+    data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
+    ratio = ("--decay-ratio", "0.25")
+    _train(data, out, "--teacher-max-steps", "8", *ratio)
+    checkpoints = out / "teacher" / "checkpoints"
+    shutil.rmtree(checkpoints / "checkpoint-8")
+    shutil.rmtree(checkpoints / "stable")
+    (out / "teacher" / "kdassert_stage.json").unlink()
+    state_file = checkpoints / "checkpoint-6" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["max_steps"] = 16                                   # planned for 16, stopped at step 6
+    state_file.write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="distillation.resume"):
+        _train(data, out, "--teacher-max-steps", "8", "--resume", *ratio)
+    assert "shortening the run: step 6 -> max_steps 8; the stable phase now lasts to step 6 " \
+        "(it was to end at 12)" in caplog.text
+    assert _state(out / "teacher" / "final")["global_step"] == 8
+    assert _lr(checkpoints / "checkpoint-8") == 0.0
+
+
+@pytest.mark.slow
 def test_a_decayed_run_continues_from_its_stable_checkpoint(tmp_path, caplog):
     data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
     _train(data, out, "--teacher-max-steps", "4")   # finished: decayed over steps 2-4
