@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every v2 run of issues 15 and 18, in order, on the 2-core CPU machine: the data, the v2
-# teacher, the distilled v2 student, the README's results table, the system row with a model,
-# the plugin end to end, the two sweeps of issue 18, and the no-distillation student last.
+# teacher, the distilled and the no-distillation v2 students, the README's results table, the
+# system row with a model, the plugin end to end, then the two sweeps of issue 18.
 #
 # Run it in the background and simply run it again after an interruption (a stopped session, a
 # killed job): each step either finds its output and is skipped, or continues from its newest
@@ -46,14 +46,18 @@ step sample-32k data/corpus-32k/test.jsonl \
     kdassert sample data/corpus -o data/corpus-32k --train 32000 --valid 1000 --test 2000 --seed 0
 step sample-16k data/corpus-16k/test.jsonl \
     kdassert sample data/corpus -o data/corpus-16k --train 16000 --valid 500 --test 1000 --seed 0
+step sample-58k data/corpus-58k/train.jsonl kdassert sample data/corpus -o data/corpus-58k --train 57600 --seed 0
 
 # kdassert train skips finished stages and continues an interrupted one from its checkpoint
 step teacher "" kdassert train --config configs/cpu-v2-teacher.toml
 step student "" kdassert train --config configs/cpu-v2-student.toml
+# the table's no-distillation row: the same student, budget and data with alpha 0
+step nodistill "" kdassert train --config configs/cpu-v2-student-nodistill.toml
 
 # issue 15: the results table (every row on the same 2,000 test examples), then the rest
 step bench-table runs/bench/v2-table-test2000.json \
     kdassert bench "${bench_common[@]}" --teacher "$teacher" --model default --model "v2-distilled=$student" \
+        --model "v2-nodistill=$nodistill" \
         --train data/corpus/train.jsonl --system-valid data/corpus/valid.jsonl --latency-examples 50 \
         --out runs/bench/v2-table-test2000.json || true
 step system-student runs/bench/system-with-v2-student.json \
@@ -71,10 +75,4 @@ step sweep-stores runs/sweep-v2/stores-done kdassert sweep "${sweep_common[@]}" 
 step sweep-sizes runs/sweep-v2/sizes-done kdassert sweep "${sweep_common[@]}" --results runs/sweep-v2/sizes.json \
     --student tiny,student-mini,student-small,student --store topk-k32-int4 --alpha 0.5 --temperature 1 \
     && touch runs/sweep-v2/sizes-done || true
-
-# the table's no-distillation row: the same student, budget and data with alpha 0
-step nodistill "" kdassert train --config configs/cpu-v2-student-nodistill.toml
-step bench-nodistill runs/bench/v2-nodistill-test2000.json \
-    kdassert bench "${bench_common[@]}" --teacher "$teacher" --model "v2-nodistill=$nodistill" \
-        --latency-examples 50 --out runs/bench/v2-nodistill-test2000.json || true
 echo "== all done $(date -u +%FT%TZ)"

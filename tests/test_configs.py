@@ -49,3 +49,7 @@ def test_the_v2_student_learns_from_the_v2_teacher(in_fresh_checkout):
     assert student.input_format() == teacher.input_format() == nodistill.input_format()
     assert (student.distill.alpha, nodistill.distill.alpha) == (0.5, 0.0)
     assert student.max_steps == nodistill.max_steps
+    assert student.data_dir == nodistill.data_dir and student.exemplar_pool == nodistill.exemplar_pool
+    # the runbook makes the sample both students train on before training them
+    runbook = (CONFIGS / "cpu-v2.sh").read_text()
+    assert runbook.index(f"-o {student.data_dir} ") < runbook.index("configs/cpu-v2-student.toml")
