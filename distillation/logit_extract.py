@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -297,7 +298,10 @@ def _log_progress(name: str, done: int, total: int, window: int, start: float) -
     step = max(window, total // 10)
     if done == total or done // step != (done - window) // step:
         rate = done / max(time.perf_counter() - start, 1e-9)
-        logger.info("teacher logits %s: %d of %d examples (%.0f/s)", name, done, total, rate)
+        # printed, not logged: it stands in for the bar, which shows at any log level (a
+        # background `kdassert train` logs at WARNING and would otherwise say nothing for an hour)
+        print(f"teacher logits {name}: {done} of {total} examples ({rate:.0f}/s)", file=sys.stderr,
+              flush=True)
 
 
 @torch.inference_mode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -96,6 +97,15 @@ def test_store_matches_live_teacher(tiny_model_dir, split, tmp_path):
     live_lp = live.logprobs[mask].gather(-1, live_ids.indices)
     assert torch.allclose(stored_lp, live_lp, atol=5e-3)
     assert store.bytes_per_token() == TopKCodec(8, manifest["vocab_size"], "fp16").row_bytes
+
+
+def test_extraction_into_a_log_reports_progress_at_any_log_level(tiny_model_dir, split, tmp_path,
+                                                                 capsys):
+    """stderr is no terminal here, as in a background run's log: no bar, but progress lines,
+    which do not depend on the log level (a background `kdassert train` logs at WARNING)."""
+    _extract(tiny_model_dir, split, tmp_path / "store", k=8)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("teacher logits")]
+    assert len(lines) == 1 and re.fullmatch(r"teacher logits \S+: 12 of 12 examples \(\d+/s\)", lines[0])
 
 
 def test_quantized_store_gives_dense_logits(tiny_model_dir, split, tmp_path):
