@@ -64,6 +64,11 @@ def _continuation(output_dir: Path, last: Path, optim) -> str:
     old_decay = optim.decay_start(old_max)
     if step <= old_decay:
         change = "extending" if optim.max_steps > old_max else "shortening"
+        if step > optim.decay_start():  # cut so short that the new decay began in the past
+            logger.warning("shortening the run: step %d -> max_steps %d; its decay would have begun at "
+                           "step %d, so the learning rate drops at once to the decay's value at step "
+                           "%d", step, optim.max_steps, optim.decay_start(), step)
+            return str(last)
         logger.warning("%s the run: step %d -> max_steps %d; the stable phase now lasts to step %d "
                        "(it was to end at %d)", change, step, optim.max_steps, optim.decay_start(),
                        old_decay)

@@ -99,6 +99,25 @@ def test_shorten_before_decay_decays_at_the_new_budget(tmp_path, caplog):
 
 
 @pytest.mark.slow
+def test_shorten_past_the_new_decay_start_says_the_rate_drops(tmp_path, caplog):
+    data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
+    ratio = ("--decay-ratio", "0.25")
+    _train(data, out, "--teacher-max-steps", "8", *ratio)
+    checkpoints = out / "teacher" / "checkpoints"
+    shutil.rmtree(checkpoints / "checkpoint-8")
+    (out / "teacher" / "kdassert_stage.json").unlink()
+    state_file = checkpoints / "checkpoint-6" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["max_steps"] = 16                                   # planned for 16, stopped at step 6
+    state_file.write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="distillation.resume"):
+        _train(data, out, "--teacher-max-steps", "7", "--resume", *ratio)  # decay from step 5
+    assert "its decay would have begun at step 5, so the learning rate drops at once" in caplog.text
+    assert _state(out / "teacher" / "final")["global_step"] == 7
+    assert _lr(checkpoints / "checkpoint-7") == 0.0
+
+
+@pytest.mark.slow
 def test_a_decayed_run_continues_from_its_stable_checkpoint(tmp_path, caplog):
     data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
     _train(data, out, "--teacher-max-steps", "4")   # finished: decayed over steps 2-4
