@@ -76,9 +76,16 @@ def test_extend_before_decay_keeps_the_schedule(tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_shorten_before_decay_decays_at_the_new_budget(tmp_path, caplog):
-    """A run cut short while still in its stable phase (a sitting turned out shorter than
-    planned) decays over the last steps of the new, smaller budget and ends at it."""
+@pytest.mark.parametrize("budget, says", [
+    # still in the new stable phase: it decays over the last steps of the new budget
+    (8, "shortening the run: step 6 -> max_steps 8; the stable phase now lasts to step 6 "
+        "(it was to end at 12)"),
+    # cut so short that the new decay (from step 5) began in the past
+    (7, "its decay would have begun at step 5, so the learning rate drops at once"),
+])
+def test_a_shortened_run_decays_and_ends_at_the_new_budget(tmp_path, caplog, budget, says):
+    """A run planned for 16 steps, stopped at step 6 (a sitting turned out shorter than planned),
+    continued with a smaller budget."""
     data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
     ratio = ("--decay-ratio", "0.25")
     _train(data, out, "--teacher-max-steps", "8", *ratio)
@@ -88,33 +95,13 @@ def test_shorten_before_decay_decays_at_the_new_budget(tmp_path, caplog):
     (out / "teacher" / "kdassert_stage.json").unlink()
     state_file = checkpoints / "checkpoint-6" / "trainer_state.json"
     state = json.loads(state_file.read_text())
-    state["max_steps"] = 16                                   # planned for 16, stopped at step 6
+    state["max_steps"] = 16
     state_file.write_text(json.dumps(state))
     with caplog.at_level(logging.WARNING, logger="distillation.resume"):
-        _train(data, out, "--teacher-max-steps", "8", "--resume", *ratio)
-    assert "shortening the run: step 6 -> max_steps 8; the stable phase now lasts to step 6 " \
-        "(it was to end at 12)" in caplog.text
-    assert _state(out / "teacher" / "final")["global_step"] == 8
-    assert _lr(checkpoints / "checkpoint-8") == 0.0
-
-
-@pytest.mark.slow
-def test_shorten_past_the_new_decay_start_says_the_rate_drops(tmp_path, caplog):
-    data, out = write_dataset(tmp_path / "data", train=24), tmp_path / "runs"
-    ratio = ("--decay-ratio", "0.25")
-    _train(data, out, "--teacher-max-steps", "8", *ratio)
-    checkpoints = out / "teacher" / "checkpoints"
-    shutil.rmtree(checkpoints / "checkpoint-8")
-    (out / "teacher" / "kdassert_stage.json").unlink()
-    state_file = checkpoints / "checkpoint-6" / "trainer_state.json"
-    state = json.loads(state_file.read_text())
-    state["max_steps"] = 16                                   # planned for 16, stopped at step 6
-    state_file.write_text(json.dumps(state))
-    with caplog.at_level(logging.WARNING, logger="distillation.resume"):
-        _train(data, out, "--teacher-max-steps", "7", "--resume", *ratio)  # decay from step 5
-    assert "its decay would have begun at step 5, so the learning rate drops at once" in caplog.text
-    assert _state(out / "teacher" / "final")["global_step"] == 7
-    assert _lr(checkpoints / "checkpoint-7") == 0.0
+        _train(data, out, "--teacher-max-steps", str(budget), "--resume", *ratio)
+    assert says in caplog.text
+    assert _state(out / "teacher" / "final")["global_step"] == budget
+    assert _lr(checkpoints / f"checkpoint-{budget}") == 0.0
 
 
 @pytest.mark.slow
