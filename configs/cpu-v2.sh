@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every v2 run of issues 15 and 18, in order, on the 2-core CPU machine: the data, the v2
-# teacher, the distilled and the no-distillation v2 students, the README's results table, the
-# system row with a model, the plugin end to end, then the two sweeps of issue 18.
+# teacher, the distilled v2 student, the README's results table, the no-distillation student
+# (its row added to the table), the system row with a model, the plugin end to end, then the
+# two sweeps of issue 18.
 #
 # Run it in the background and simply run it again after an interruption (a stopped session, a
 # killed job): each step either finds its output and is skipped, or continues from its newest
@@ -51,15 +52,18 @@ step sample-58k data/corpus-58k/train.jsonl kdassert sample data/corpus -o data/
 # kdassert train skips finished stages and continues an interrupted one from its checkpoint
 step teacher "" kdassert train --config configs/cpu-v2-teacher.toml
 step student "" kdassert train --config configs/cpu-v2-student.toml
-# the table's no-distillation row: the same student, budget and data with alpha 0
-step nodistill "" kdassert train --config configs/cpu-v2-student-nodistill.toml
 
-# issue 15: the results table (every row on the same 2,000 test examples), then the rest
+# issue 15: the results table (every row on the same 2,000 test examples), as soon as the
+# distilled student exists; the no-distillation row joins it later (--add-to keeps the rows)
 step bench-table runs/bench/v2-table-test2000.json \
     kdassert bench "${bench_common[@]}" --teacher "$teacher" --model default --model "v2-distilled=$student" \
-        --model "v2-nodistill=$nodistill" \
         --train data/corpus/train.jsonl --system-valid data/corpus/valid.jsonl --latency-examples 50 \
         --out runs/bench/v2-table-test2000.json || true
+# the table's no-distillation row: the same student, budget and data with alpha 0
+step nodistill "" kdassert train --config configs/cpu-v2-student-nodistill.toml
+step bench-nodistill runs/bench/v2-table-test2000-all.json \
+    kdassert bench "${bench_common[@]}" --model "v2-nodistill=$nodistill" --latency-examples 50 \
+        --add-to runs/bench/v2-table-test2000.json --out runs/bench/v2-table-test2000-all.json || true
 step system-student runs/bench/system-with-v2-student.json \
     python benchmarks/system_with_model.py --model "$student" --threads 2 --out runs/bench/system-with-v2-student.json || true
 step grounding-student runs/bench/grounding-v2-student.json \

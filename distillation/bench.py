@@ -70,6 +70,11 @@ class BenchConfig:
     whose weights are fitted on this file only, exemplars from it too; see distillation.system)."""
     system_valid_limit: int | None = None
     """Validation examples the system ranker is fitted on (the first N; None: all)."""
+    add_to: str | None = None
+    """A previous report on the same examples: its rows are kept (read back from its
+    predictions file, rescored) and this run's rows join them, replacing any of the same
+    name. A model trained later joins a table without running the others again, and its
+    agreement is with the kept teacher row."""
 
     def __post_init__(self):
         if self.beams < 1 or self.batch_size < 1:
@@ -84,6 +89,8 @@ class BenchConfig:
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device!r}")
         if not self.models and self.teacher is None and self.train is None and not self.in_project:
             raise ConfigError("Nothing to benchmark: give --model, --teacher, --train or --in-project.")
+        if self.add_to is not None and not Path(self.add_to).is_file():
+            raise ConfigError(f"--add-to {self.add_to}: no such report.")
         if self.system_valid is not None and not self.in_project:
             raise ConfigError("--system-valid ranks in-project candidates: add --in-project.")
         if self.system_valid_limit is not None and self.system_valid_limit < 1:
@@ -223,6 +230,8 @@ def run_bench(config: BenchConfig) -> dict:
         from distillation.system import system_rows
 
         rows.extend(system_rows(config, examples))
+    if config.add_to:
+        rows = merge_rows(kept_rows(config, examples), rows)
     report = build_report(config, examples, rows)
     if config.out:
         write_outputs(config, report, examples, rows)
@@ -272,6 +281,38 @@ def write_outputs(config: BenchConfig, report: dict, examples, rows: list[Row]) 
                 row.name: {**row.per_example[i], "candidates": [c.text for c in row.candidates[i]]}
                 for row in rows}}
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def kept_rows(config: BenchConfig, examples: Sequence[Example]) -> list[Row]:
+    """The rows of the report ``config.add_to``, from its predictions file (texts only: every
+    metric is computed from them), after checking it scored these very examples."""
+    report = json.loads(Path(config.add_to).read_text(encoding="utf-8"))
+    predictions = predictions_path(config.add_to)
+    if not predictions.is_file():
+        raise ConfigError(f"--add-to {config.add_to}: its predictions ({predictions}) are missing, "
+                          "and the kept rows are rescored from them.")
+    lines = predictions.read_text(encoding="utf-8").splitlines()
+    previous = [json.loads(line) for line in lines if line.strip()]
+    if [p["id"] for p in previous] != [e.id for e in examples]:
+        raise ConfigError(f"--add-to {config.add_to} scored other examples ({len(previous)}) than "
+                          f"--data {config.data} with --limit {config.limit} ({len(examples)}); "
+                          "give the same --data and --limit.")
+    if report["top_k"] != config.beams:
+        raise ConfigError(f"--add-to {config.add_to} used {report['top_k']} beams, this run "
+                          f"{config.beams}: top-k exact match would not compare; pass --beams "
+                          f"{report['top_k']}.")
+    return [Row(row["name"], row["kind"],
+                [[Candidate(text, float("nan"), rank) for rank, text in
+                  enumerate(p["predictions"][row["name"]]["candidates"])] for p in previous],
+                path=row["path"], size=row["size"], speed=row["speed"])
+            for row in report["rows"]]
+
+
+def merge_rows(kept: list[Row], new: list[Row]) -> list[Row]:
+    """``kept`` in order, a new row of the same name in its place, then the other new rows."""
+    by_name = {row.name: row for row in new}
+    merged = [by_name.pop(row.name, row) for row in kept]
+    return merged + [row for row in new if row.name in by_name]
 
 
 def probe_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dict:

@@ -327,9 +327,12 @@ def bundle_command(model, bench, row, out_dir, force, notes):
                    "a ranker fitted on this file only). Needs --in-project.")
 @click.option("--system-valid-limit", type=int,
               help="Validation examples the system ranker is fitted on (default: all).")
+@click.option("--add-to", type=click.Path(exists=True, dir_okay=False),
+              help="A previous report on the same --data/--limit: keep its rows (from its "
+                   "predictions file) and add or replace this run's, e.g. a model trained later.")
 def bench_command(data, models, teacher, train, out, limit, beams, batch_size, latency_examples,
                   memory, device, threads, in_project, exemplar_pool, system_valid,
-                  system_valid_limit):
+                  system_valid_limit, add_to):
     """Exact match, lenient match, BLEU, size and latency of models and baselines, side by side."""
     from distillation.bench import BenchConfig, format_table, run_bench
 
@@ -337,7 +340,8 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
                          limit=limit, beams=beams, batch_size=batch_size,
                          latency_examples=latency_examples, memory=memory, device=device,
                          threads=threads, in_project=in_project, exemplar_pool=exemplar_pool,
-                         system_valid=system_valid, system_valid_limit=system_valid_limit)
+                         system_valid=system_valid, system_valid_limit=system_valid_limit,
+                         add_to=add_to)
     click.echo(format_table(run_bench(config)))
     click.echo(f"report: {out}")
 

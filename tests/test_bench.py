@@ -219,3 +219,52 @@ def test_cli_bench_prints_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "| retrieval |" in result.output and out.is_file()
     assert json.loads(out.read_text())["rows"][0]["name"] == "retrieval"
+
+
+def test_add_to_keeps_the_previous_rows_and_scores_agreement_with_their_teacher(bench_run, short_model_dir):
+    root, first = bench_run
+    out = root / "added" / "report.json"
+    config = BenchConfig(data=str(root / "data" / "valid.jsonl"), models=(f"later={short_model_dir}",),
+                         out=str(out), beams=2, batch_size=4, latency_examples=0, memory=False,
+                         add_to=str(root / "out" / "report.json"))
+    report = run_bench(config)
+    names = [r["name"] for r in report["rows"]]
+    assert names == ["teacher", "student a=0", "retrieval", "later"]
+    kept = {r["name"]: r for r in first["rows"]}
+    for row in report["rows"][:3]:  # rescored from their predictions: the same numbers
+        assert row["metrics"] == kept[row["name"]]["metrics"]
+        assert row["speed"] == kept[row["name"]]["speed"]
+    assert report["rows"][3]["metrics"]["agreement_with_teacher"] == 1.0  # same weights as the kept teacher
+    assert report["rows"][3]["metrics"]["exact_match"] == kept["student a=0"]["metrics"]["exact_match"]
+    lines = (root / "added" / "report.predictions.jsonl").read_text().splitlines()
+    assert set(json.loads(lines[0])["predictions"]) == set(names)
+
+
+def test_add_to_replaces_a_row_of_the_same_name(bench_run, short_model_dir):
+    root, _ = bench_run
+    config = BenchConfig(data=str(root / "data" / "valid.jsonl"), train=str(root / "data" / "train.jsonl"),
+                         out=None, beams=2, latency_examples=0, memory=False,
+                         add_to=str(root / "out" / "report.json"))
+    rows = run_bench(config)["rows"]
+    assert [r["name"] for r in rows] == ["teacher", "student a=0", "retrieval"]
+    assert "cpu_latency_1thread" not in rows[2]["speed"]  # this run's (no latency), not the kept one
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"limit": 3}, "scored other examples"),
+    ({"beams": 3}, "used 2 beams"),
+])
+def test_add_to_refuses_a_report_on_other_terms(bench_run, change, message):
+    root, _ = bench_run
+    config = BenchConfig(**{"data": str(root / "data" / "valid.jsonl"), "train": str(root / "data" / "train.jsonl"),
+                            "out": None, "beams": 2, "latency_examples": 0, "memory": False,
+                            "add_to": str(root / "out" / "report.json"), **change})
+    with pytest.raises(ConfigError, match=message):
+        run_bench(config)
+
+
+def test_cli_add_to_a_missing_report_is_a_clean_error(tmp_path):
+    data = write_dataset(tmp_path / "data", train=4, valid=2)
+    result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--train",
+                                       str(data / "train.jsonl"), "--add-to", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "does not exist" in result.output
