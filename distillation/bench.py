@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distillation import metrics as m
+from distillation.progress import progress
 from pytest_kdassert.core.atomic import atomic_write, write_text_atomic
 from pytest_kdassert.core.errors import ConfigError, DataError
 from pytest_kdassert.core.generate import Candidate, GenerationConfig, generate_candidates
@@ -344,12 +345,6 @@ def measure_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ex", disable=not sys.stderr.isatty(), leave=False)
-
-
 def resolve_device(device: str) -> str:
     import torch
 
@@ -377,7 +372,7 @@ def model_row(config: BenchConfig, label: str, spec: str, examples: Sequence[Exa
     generation = GenerationConfig(num_beams=config.beams, batch_size=config.batch_size,
                                   max_source_tokens=fmt.max_source_tokens,
                                   max_new_tokens=fmt.max_target_tokens)
-    with _progress(len(sources), label) as bar:
+    with progress(len(sources), label, leave=False) as bar:
         predictor = Seq2SeqPredictor(label, model, tokenizer, generation, bar.update)
         start = time.perf_counter()
         candidates = predictor.predict(sources)

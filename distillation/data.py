@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import BatchEncoding
 
+from distillation.progress import progress
 from distillation.signals import signal_to_batch
 from distillation.sources import example_sources
 from pytest_kdassert.core.input_format import InputFormatConfig, build_target
@@ -32,7 +32,7 @@ def encode_examples(examples: Sequence[Example], tokenizer, fmt: InputFormatConf
     so its inputs are the ones the split gets when encoded whole."""
     encoded = []
     texts = example_sources(examples, fmt, pool)
-    with tqdm(total=len(examples), desc=desc, unit="ex", disable=None) as bar:
+    with progress(len(examples), desc) as bar:
         for start in range(0, len(examples), _CHUNK):
             chunk = examples[start : start + _CHUNK]
             sources = tokenizer(texts[start : start + _CHUNK],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from distillation.data import Seq2SeqCollator, encode_examples
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
@@ -28,6 +26,7 @@ from distillation.logit_store import (
     try_finalize,
     write_part,
 )
+from distillation.progress import progress
 from distillation.signals import topk_signal
 from pytest_kdassert.core.errors import ConfigError
 from pytest_kdassert.core.loading import load_format_config, load_seq2seq, resolve_model_path
@@ -281,8 +280,7 @@ def _write_shard(model, collator, targets: list[_Target], items: list[dict], nam
 def _fill_shard(model, collator, targets: list[_Target], writers: list[ShardWriter],
                 items: list[dict], name: str, batch_size: int) -> None:
     window = batch_size * 16  # sort by length inside a window, write in order
-    start = time.perf_counter()
-    with tqdm(total=len(items), desc=f"teacher logits {name}", unit="ex", disable=None) as bar:
+    with progress(len(items), f"teacher logits {name}") as bar:
         for w_start in range(0, len(items), window):
             chunk = items[w_start : w_start + window]
             for writer, rows in zip(writers, _encode_window(model, collator, targets, chunk, batch_size),
@@ -290,18 +288,6 @@ def _fill_shard(model, collator, targets: list[_Target], writers: list[ShardWrit
                 for example_rows in rows:
                     writer.write(example_rows)
             bar.update(len(chunk))
-            if bar.disable:  # no bar (a log, not a terminal): a line per tenth of the shard
-                _log_progress(name, w_start + len(chunk), len(items), window, start)
-
-
-def _log_progress(name: str, done: int, total: int, window: int, start: float) -> None:
-    step = max(window, total // 10)
-    if done == total or done // step != (done - window) // step:
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        # printed, not logged: it stands in for the bar, which shows at any log level (a
-        # background `kdassert train` logs at WARNING and would otherwise say nothing for an hour)
-        print(f"teacher logits {name}: {done} of {total} examples ({rate:.0f}/s)", file=sys.stderr,
-              flush=True)
 
 
 @torch.inference_mode()

@@ -24,6 +24,7 @@ from distillation.mining.sources import (
     read_corpus,
 )
 from distillation.mining.symbols import ProjectIndex
+from distillation.progress import progress
 from pytest_kdassert.core.atomic import write_text_atomic
 from pytest_kdassert.core.errors import ConfigError, DataError, SourceError
 from pytest_kdassert.core.records import write_examples
@@ -131,8 +132,7 @@ def extract_all(projects: list[tuple[SourceSpec, Path]], config: MineConfig):
                                    focal_strategy=config.focal_strategy)
     tasks = _tasks(projects, extract_config, config.files_per_task)
     results: dict[str, list] = {spec.project: [] for spec, _ in projects}
-    bar = tqdm(total=sum(len(t[2]) for t in tasks), unit="file", desc="mining", disable=None,
-               file=sys.stderr)
+    bar = progress(sum(len(t[2]) for t in tasks), "mining", unit="file")
     if config.workers == 1 or len(tasks) <= 1:
         outputs = map(_run_task, tasks)
         pool = None
