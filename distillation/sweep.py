@@ -196,7 +196,9 @@ def _trained_point(config: SweepConfig, results: dict, bench_data: Path, point: 
 
 
 def fill_agreement(results: dict) -> None:
-    """Each point's top-1 agreement with the teacher's top-1, where both predictions are stored."""
+    """Each point's top-1 agreement with the teacher's top-1, where both predictions are stored;
+    per example too (``correct["agreement_with_teacher"]``), so that how much of the teacher
+    two points reproduce is compared by a paired test like their exact match."""
     from distillation.bench import agrees
 
     teacher = (results.get("teacher") or {}).get("top1")
@@ -205,8 +207,9 @@ def fill_agreement(results: dict) -> None:
     for point in results["points"].values():
         top1 = point.get("top1")
         if top1 and len(top1) == len(teacher):
-            agreed = sum(agrees(p, t) for p, t in zip(top1, teacher, strict=True))
-            point["metrics"]["agreement_with_teacher"] = agreed / len(teacher)
+            agreed = [agrees(p, t) for p, t in zip(top1, teacher, strict=True)]
+            point["metrics"]["agreement_with_teacher"] = sum(agreed) / len(teacher)
+            point.setdefault("correct", {})["agreement_with_teacher"] = encode_bits(agreed)
 
 
 def _shared_point(results: dict, point: GridPoint) -> dict | None:

@@ -37,7 +37,8 @@ class Comparison:
 
 
 def correct(row: dict, metric: str) -> list[bool] | None:
-    """Per-example correctness of a row on ``exact_match`` or ``lenient_match``, if stored."""
+    """Per-example outcomes of a row on ``exact_match``, ``lenient_match``,
+    ``top_k_exact_match`` or ``agreement_with_teacher``, if stored."""
     bits = (row.get("correct") or {}).get(metric)
     return None if bits is None else decode_bits(bits)
 
@@ -106,7 +107,8 @@ def sweep_table(results: dict, metric: str = "exact_match", reference: str | Non
     ref_row = results.get("points", {}).get(reference)
     head = ["row", "signal", "B/token", "store MB", "train s", "params", "disk MB", "p50 ms",
             "exact [95% CI]", "exact vs ref", "lenient [95% CI]", "lenient vs ref",
-            "top-k [95% CI]", "top-k vs ref", "token F1 [95% CI]", "F1 vs ref", "agrees T"]
+            "top-k [95% CI]", "top-k vs ref", "token F1 [95% CI]", "F1 vs ref",
+            "agrees T [95% CI]", "agrees T vs ref"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = [("teacher", results["teacher"])] if results.get("teacher") else []
     rows += sorted(((k, p) for k, p in results.get("points", {}).items() if not p.get("shared_with")),
@@ -118,13 +120,15 @@ def sweep_table(results: dict, metric: str = "exact_match", reference: str | Non
             quality += [_with_ci(row, name), versus]
         versus = "reference" if key == reference else _versus_scores(row, ref_row, "token_f1")
         quality += [_with_ci(row, "token_f1"), versus]
-        agrees = _fmt((row.get("metrics") or {}).get("agreement_with_teacher"), "{:.3f}")
-        lines.append("| " + " | ".join([key, *_cells(row), *quality, agrees]) + " |")
+        versus = "reference" if key == reference else _versus(row, ref_row, "agreement_with_teacher", level)
+        quality += [_with_ci(row, "agreement_with_teacher"), versus]
+        lines.append("| " + " | ".join([key, *_cells(row), *quality]) + " |")
     shared = len(results.get("points", {})) - len(rows) + bool(results.get("teacher"))
     n = next((row.get("examples") for _, row in rows), None)
     lines.append(f"\n{n} examples; ref = {reference}. Intervals: Wilson 95% (token F1: bootstrap "
                  f"95%). \"vs ref\": exact McNemar p on the paired per-example outcomes, (+a / -b) "
-                 f"= examples only this row / only the reference gets right; \"differs\" only when "
+                 f"= examples only this row / only the reference gets right (agreement: has the "
+                 f"teacher's top-1); \"differs\" only when "
                  f"p < {level:g}. \"F1 vs ref\": mean per-example difference [paired bootstrap "
                  f"95%], \"differs\" only when the interval leaves out 0."
                  + (f" {shared} alpha = 0 points share a row above (same run)." if shared else ""))

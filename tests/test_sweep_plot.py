@@ -88,6 +88,8 @@ def test_fill_agreement_scores_stored_top1_against_the_teachers():
     assert results["points"]["a"]["metrics"]["agreement_with_teacher"] == 1.0
     assert results["points"]["b"]["metrics"]["agreement_with_teacher"] == 0.0
     assert results["points"]["old"]["metrics"]["agreement_with_teacher"] is None  # no top1 stored
+    assert results["points"]["a"]["correct"]["agreement_with_teacher"] == "111"  # for paired tests
+    assert "correct" not in results["points"]["old"]
 
 
 def test_sweep_refuses_cached_points_from_other_settings(tmp_path, fake_train):

@@ -178,6 +178,17 @@ def test_table_calls_a_difference_only_when_the_paired_test_does():
     assert "20 examples; ref = best" in table
 
 
+def test_agreement_with_the_teacher_gets_an_interval_and_a_paired_test():
+    ref = _row("1" * 20, correct={"exact_match": "1" * 20, "agreement_with_teacher": "1" * 16 + "0" * 4})
+    ref["metrics"]["agreement_with_teacher"] = 0.8
+    less = _row("1" * 20, correct={"exact_match": "1" * 20, "agreement_with_teacher": "1" * 4 + "0" * 16})
+    less["metrics"]["agreement_with_teacher"] = 0.2
+    table = sweep_table({"teacher": None, "points": {"ref": ref, "less": less}}, reference="ref")
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["less"].endswith("| 0.200 [0.081, 0.416] | p=0.000488 differs (+0 / -12) |")
+    assert lines["ref"].endswith("| 0.800 [0.584, 0.919] | reference |")
+
+
 def test_intervals_and_comparisons_need_matching_outcomes():
     row = _row("1100")
     assert interval(row, "exact_match") == pytest.approx((0.150, 0.850), abs=1e-3)
