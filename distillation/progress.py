@@ -3,8 +3,8 @@
 A tqdm bar redraws one line, which a log file turns into megabytes of carriage returns, so
 tqdm is usually disabled there (``disable=None``), and a background run then says nothing for
 an hour. :func:`progress` gives the bar on a terminal and, elsewhere, :class:`LineProgress`: a
-line per tenth of the work, printed rather than logged so that it shows at any log level (the
-CLI logs at WARNING).
+line per tenth of the work once it has run for a couple of seconds, printed rather than logged
+so that it shows at any log level (the CLI logs at WARNING).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from tqdm.auto import tqdm
 
 LINES = 10
 """Lines a :class:`LineProgress` prints over the whole work (plus none at the start)."""
+QUIET_SECONDS = 2.0
+"""Work that is this quick prints no lines: they would only clutter a short command's output
+(an error message, a test's captured output)."""
 
 
 class LineProgress:
@@ -31,8 +34,11 @@ class LineProgress:
 
     def update(self, n: int = 1) -> None:
         before, self.n = self.n, self.n + n
+        elapsed = time.perf_counter() - self._start
+        if elapsed < QUIET_SECONDS:
+            return
         if self.n >= self.total or self.n // self._step != before // self._step:
-            rate = self.n / max(time.perf_counter() - self._start, 1e-9)
+            rate = self.n / max(elapsed, 1e-9)
             print(f"{self.desc}: {self.n} of {self.total} {self.unit} ({rate:.0f}/s)",
                   file=self._stream or sys.stderr, flush=True)
 

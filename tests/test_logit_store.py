@@ -100,9 +100,10 @@ def test_store_matches_live_teacher(tiny_model_dir, split, tmp_path):
 
 
 def test_extraction_into_a_log_reports_progress_at_any_log_level(tiny_model_dir, split, tmp_path,
-                                                                 capsys):
+                                                                 capsys, monkeypatch):
     """stderr is no terminal here, as in a background run's log: no bar, but progress lines,
     which do not depend on the log level (a background `kdassert train` logs at WARNING)."""
+    monkeypatch.setattr("distillation.progress.QUIET_SECONDS", 0.0)  # the real work takes minutes
     _extract(tiny_model_dir, split, tmp_path / "store", k=8)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("teacher logits")]
     assert len(lines) == 1 and re.fullmatch(r"teacher logits \S+: 12 of 12 examples \(\d+/s\)", lines[0])

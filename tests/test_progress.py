@@ -5,7 +5,15 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
+from distillation import progress as progress_module
 from distillation.progress import LineProgress, progress
+
+
+@pytest.fixture(autouse=True)
+def no_quiet_start(monkeypatch):
+    monkeypatch.setattr(progress_module, "QUIET_SECONDS", 0.0)
 
 
 def test_line_progress_prints_a_line_per_tenth_and_one_at_the_end():
@@ -32,3 +40,11 @@ def test_progress_outside_a_terminal_is_lines_on_stderr(capsys):
     assert isinstance(bar, LineProgress) and bar.disable
     bar.update(4)
     assert re.fullmatch(r"mining: 4 of 4 files \(\d+/s\)\n", capsys.readouterr().err)
+
+
+def test_quick_work_prints_nothing(monkeypatch):
+    monkeypatch.setattr(progress_module, "QUIET_SECONDS", 60.0)
+    stream = io.StringIO()
+    bar = LineProgress(10, "tokenising", stream=stream)
+    bar.update(10)
+    assert stream.getvalue() == "" and bar.n == 10
