@@ -293,7 +293,13 @@ def kept_rows(config: BenchConfig, examples: Sequence[Example]) -> list[Row]:
         raise ConfigError(f"--add-to {config.add_to}: its predictions ({predictions}) are missing, "
                           "and the kept rows are rescored from them.")
     lines = predictions.read_text(encoding="utf-8").splitlines()
-    previous = [json.loads(line) for line in lines if line.strip()]
+    try:
+        previous = [json.loads(line) for line in lines if line.strip()]
+        texts = {row["name"]: [p["predictions"][row["name"]]["candidates"] for p in previous]
+                 for row in report["rows"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--add-to {config.add_to}: its predictions file {predictions} is "
+                          f"damaged or from another report ({exc!r}); rerun that bench.") from exc
     if [p["id"] for p in previous] != [e.id for e in examples]:
         raise ConfigError(f"--add-to {config.add_to} scored other examples ({len(previous)}) than "
                           f"--data {config.data} with --limit {config.limit} ({len(examples)}); "
@@ -303,8 +309,8 @@ def kept_rows(config: BenchConfig, examples: Sequence[Example]) -> list[Row]:
                           f"{config.beams}: top-k exact match would not compare; pass --beams "
                           f"{report['top_k']}.")
     return [Row(row["name"], row["kind"],
-                [[Candidate(text, float("nan"), rank) for rank, text in
-                  enumerate(p["predictions"][row["name"]]["candidates"])] for p in previous],
+                [[Candidate(text, float("nan"), rank) for rank, text in enumerate(cands)]
+                 for cands in texts[row["name"]]],
                 path=row["path"], size=row["size"], speed=row["speed"])
             for row in report["rows"]]
 

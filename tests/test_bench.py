@@ -268,3 +268,14 @@ def test_cli_add_to_a_missing_report_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--data", str(data / "valid.jsonl"), "--train",
                                        str(data / "train.jsonl"), "--add-to", str(tmp_path / "none.json")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_add_to_a_report_with_damaged_predictions_is_a_clean_error(bench_run, tmp_path):
+    root, _ = bench_run
+    report = tmp_path / "r.json"
+    report.write_text((root / "out" / "report.json").read_text())
+    (tmp_path / "r.predictions.jsonl").write_text('{"id": 1, "predictions": {"teacher": ')
+    config = BenchConfig(data=str(root / "data" / "valid.jsonl"), train=str(root / "data" / "train.jsonl"),
+                         out=None, beams=2, latency_examples=0, memory=False, add_to=str(report))
+    with pytest.raises(ConfigError, match="damaged or from another report"):
+        run_bench(config)
