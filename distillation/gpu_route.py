@@ -57,6 +57,9 @@ class RouteConfig:
     student_batch_size: int = 256
     teacher_lr: float = 7e-4
     student_lr: float = 2e-3
+    warmup_steps: int = 100
+    """Each training stage warms up over at least this many steps (and 5% of its time): the
+    first step on a GPU carries seconds of CUDA start-up (distillation.time_budget)."""
     alpha: float = 0.5
     temperature: float = 1.0
     topk: int = 32
@@ -88,7 +91,7 @@ class RouteConfig:
         """``toy``: tiny models and small samples, so the route runs in seconds on a CPU."""
         if self.scale == "full":
             return self
-        return dataclasses.replace(self, teacher="tiny", student="tiny", batch_size=8,
+        return dataclasses.replace(self, teacher="tiny", student="tiny", batch_size=8, warmup_steps=2,
                                    student_batch_size=8, topk=8, eval_examples=4,
                                    bench_examples=min(self.bench_examples, 4), beams=2,
                                    bench_batch_size=4,
@@ -105,6 +108,7 @@ class RouteConfig:
         return OptimConfig(epochs=10_000, batch_size=self.student_batch_size if student else self.batch_size,
                            lr=self.student_lr if student else self.teacher_lr, seed=self.seed,
                            lr_schedule="wsd", max_seconds=max(seconds, 1.0), checkpoints=False,
+                           warmup_steps=self.warmup_steps,
                            logging_steps=100 if self.scale == "full" else 5, progress_bar=False)
 
 

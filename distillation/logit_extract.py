@@ -28,7 +28,7 @@ from distillation.logit_store import (
 )
 from distillation.progress import progress
 from distillation.signals import topk_signal
-from pytest_kdassert.core.errors import ConfigError
+from pytest_kdassert.core.errors import ConfigError, CorruptModelError
 from pytest_kdassert.core.loading import load_format_config, load_seq2seq, resolve_model_path
 from pytest_kdassert.core.records import load_examples
 
@@ -303,6 +303,11 @@ def _encode_window(model, collator, targets: list[_Target], items: list[dict],
         logits = model(**batch).logits.float()
         mask = batch["labels"] != -100
         flat = logits[mask]
+        if not torch.isfinite(flat).all():
+            raise CorruptModelError(
+                "The teacher's logits are not finite numbers (NaN or inf): its weights are "
+                "broken, most likely by a training run that diverged. Train it again (a lower "
+                "learning rate or a longer warm-up) before extracting logits.")
         splits = np.cumsum(mask.sum(dim=1).tolist())[:-1]
         for target, result in zip(targets, results, strict=True):
             rows = _encode_rows(target, flat)

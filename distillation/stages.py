@@ -346,7 +346,8 @@ class FormatRecorder(TrainerCallback):
 def _time_budget(optim: OptimConfig) -> TimeBudget | None:
     if not optim.max_seconds:
         return None
-    return TimeBudget(optim.max_seconds, optim.warmup_ratio, optim.decay_ratio)
+    return TimeBudget(optim.max_seconds, optim.warmup_ratio, optim.decay_ratio,
+                      warmup_steps=optim.warmup_steps)
 
 
 def eval_subset(split, examples: int):

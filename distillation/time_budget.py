@@ -5,6 +5,12 @@ rate schedule was created (the first step), and the schedule is warmup-stable-de
 clock instead of on the step counter: the learning rate climbs over the first ``warmup_ratio``
 of the time, stays at its peak, and decays linearly to zero over the last ``decay_ratio``. So
 the decay always ends when the time does, however fast the hardware turns out to be.
+
+The warm-up also lasts at least ``warmup_steps`` optimizer steps. On a GPU the first step carries
+the process's CUDA start-up (14 s on an H200, measured: benchmarks/gpu_stability.py), which is
+longer than a 5% warm-up of a few minutes: on the clock alone the learning rate jumped to its
+peak at step 2, and the route's first H200 teacher went to NaN gradients within 100 steps, while
+the same steps warmed up over 90 steps stayed finite.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ class TimeBudget:
     """Share of the time spent warming the learning rate up from zero."""
     decay_ratio: float = 0.1
     """Share of the time, at the end, spent decaying it to zero."""
+    warmup_steps: int = 0
+    """The warm-up lasts at least this many optimizer steps, however long they take."""
     clock: object = time.perf_counter
     """Seconds as a float (replaceable in tests)."""
     started: float | None = None
@@ -38,8 +46,9 @@ class TimeBudget:
     def __post_init__(self):
         if self.seconds <= 0:
             raise ConfigError(f"a time budget must be > 0 seconds, got {self.seconds}")
-        if not (0 <= self.warmup_ratio < 1 and 0 <= self.decay_ratio <= 1):
-            raise ConfigError("warmup_ratio must be in [0, 1) and decay_ratio in [0, 1]")
+        if not (0 <= self.warmup_ratio < 1 and 0 <= self.decay_ratio <= 1) or self.warmup_steps < 0:
+            raise ConfigError("warmup_ratio must be in [0, 1), decay_ratio in [0, 1] and "
+                              "warmup_steps >= 0")
 
     def start(self) -> None:
         self.started = self.clock()
@@ -52,9 +61,12 @@ class TimeBudget:
         return self.fraction() >= 1.0
 
     def lr_factor(self, step: int = 0) -> float:
-        """Multiplier of the peak learning rate now (``step`` is ignored: LambdaLR passes it)."""
+        """Multiplier of the peak learning rate now, after ``step`` optimizer steps (LambdaLR
+        passes the count): the lower of the clock's warm-up and the steps' warm-up."""
         f = self.fraction()
         warm = f / self.warmup_ratio if self.warmup_ratio else 1.0
+        if self.warmup_steps:
+            warm = min(warm, step / self.warmup_steps)
         cool = (1.0 - f) / self.decay_ratio if self.decay_ratio else 1.0
         return max(0.0, min(1.0, warm, cool))
 

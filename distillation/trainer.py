@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
 from distillation.logit_codec import QUANT_BITS, TOPK_DTYPES
 from distillation.losses import distillation_loss
 from distillation.signals import DenseSignal, pop_signal
 from distillation.time_budget import TimeBudget, TimeBudgetCallback
-from pytest_kdassert.core.errors import ConfigError, VocabMismatchError
+from pytest_kdassert.core.errors import ConfigError, TrainingDivergedError, VocabMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class OptimConfig:
     warmup_ratio: float = 0.05
     """Warm-up as a share of the steps (used when warmup_steps is 0)."""
     warmup_steps: int = 0
-    """Warm-up steps (0: warmup_ratio of the steps)."""
+    """Warm-up steps (0: warmup_ratio of the steps). With max_seconds the warm-up takes
+    warmup_ratio of the time and at least this many steps."""
     lr_schedule: str = "linear"
     """linear (decay from the peak to 0 over the whole run), or wsd (warmup-stable-decay: the
     peak learning rate until the last decay_ratio of max_steps, then a linear decay to 0). A wsd
@@ -281,6 +282,24 @@ def run_trainer(trainer: Seq2SeqTrainer, final_dir: Path, optim: OptimConfig | N
     return final_dir
 
 
+class DivergenceGuard(TrainerCallback):
+    """Stop a run whose gradient norm or loss is no longer finite, at the first logging step
+    that shows it. Once one step's gradients are NaN, clipping spreads them into every weight,
+    and the Trainer would go on to the end (its loss filter even logs 0), saving a model of NaNs:
+    the first H200 run trained for four minutes that way."""
+
+    KEYS = ("grad_norm", "loss", "eval_loss")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in self.KEYS:
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingDivergedError(
+                    f"Training diverged by step {state.global_step}: {key} is {value}. The "
+                    "weights are no longer numbers; train again with a lower learning rate or "
+                    "a longer warm-up (checkpoints saved before this step are still good).")
+
+
 class DistillationTrainer(Seq2SeqTrainer):
     """``Seq2SeqTrainer`` whose loss is :func:`distillation.losses.distillation_loss`.
 
@@ -295,6 +314,7 @@ class DistillationTrainer(Seq2SeqTrainer):
         self.distill = distill
         self.length_buckets = length_buckets
         self.time_budget = time_budget
+        self.add_callback(DivergenceGuard())
         if time_budget is not None:
             self.add_callback(TimeBudgetCallback(time_budget))
         self.teacher_model = teacher_model

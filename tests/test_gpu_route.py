@@ -18,7 +18,7 @@ from distillation.pack import PackConfig, build_pack, evenly_spaced, open_pack
 from distillation.route_output import MAX_FILES, check_out_dir
 from distillation.time_budget import TimeBudget
 from distillation.trainer import OptimConfig
-from pytest_kdassert.core.errors import ConfigError, DataError
+from pytest_kdassert.core.errors import ConfigError, DataError, TrainingDivergedError
 from tests.train_data import make_examples, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,44 @@ def test_time_budget_warms_up_holds_and_decays_on_the_clock():
     assert not budget.spent()
     now[0] = 100.0
     assert budget.spent()
+
+
+def test_a_slow_first_step_does_not_skip_the_warmup():
+    # a GPU's first step carries seconds of CUDA start-up: on the clock alone, step 2 would run
+    # at the peak learning rate (the first H200 teacher diverged that way)
+    now = [0.0]
+    budget = TimeBudget(100.0, warmup_ratio=0.05, decay_ratio=0.1, warmup_steps=100,
+                        clock=lambda: now[0])
+    budget.start()
+    now[0] = 14.0  # the first step is over, the clock's warm-up too
+    assert budget.lr_factor(1) == pytest.approx(0.01)
+    assert budget.lr_factor(50) == pytest.approx(0.5)
+    assert budget.lr_factor(100) == 1.0
+    now[0] = 2.5  # and where the clock is the slower of the two, the clock rules
+    assert budget.lr_factor(90) == pytest.approx(0.5)
+    now[0] = 95.0  # the decay is on the clock alone
+    assert budget.lr_factor(10_000) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        TimeBudget(10.0, warmup_steps=-1)
+
+
+def test_training_that_goes_nan_stops_with_a_clear_error(pack_dir, tmp_path):
+    import torch
+
+    from distillation.stages import init_model, train_on_splits
+    from distillation.trainer import FINE_TUNE
+
+    pack = open_pack(pack_dir)
+    tokenizer = pack.tokenizer()
+    model = init_model("tiny", tokenizer, 0)
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")  # one bad weight: every gradient turns NaN
+    optim = OptimConfig(max_steps=4, batch_size=4, logging_steps=1, checkpoints=False,
+                        progress_bar=False)
+    with pytest.raises(TrainingDivergedError, match=r"by step 1: grad_norm is nan"):
+        train_on_splits(model, tokenizer, pack.split("train", with_index=True), None, tmp_path,
+                        optim, pack.input_format, distill=FINE_TUNE)
+    assert not (tmp_path / "final").exists()
 
 
 def test_a_time_limit_needs_the_wsd_schedule():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from distillation.logit_codec import EliasFano, QuantizedCodec, TopKCodec
 from distillation.logit_extract import LogitsConfig, extract_logits
 from distillation.logit_store import LogitStore
 from distillation.signals import topk_signal
-from pytest_kdassert.core.errors import ConfigError, CorruptShardError, DataError
+from pytest_kdassert.core.errors import ConfigError, CorruptModelError, CorruptShardError, DataError
 from tests.train_data import write_split
 
 
@@ -119,6 +120,20 @@ def test_quantized_store_gives_dense_logits(tiny_model_dir, split, tmp_path):
     assert signal.logits[0, count:].abs().sum().item() == 0.0
     with pytest.raises(DataError, match="does not match"):
         store.batch_signal([3 if len(store.example_rows(3)) != count else 0], labels[:, :1].clone().fill_(1))
+
+
+def test_a_teacher_with_nan_weights_gives_no_store(tiny_model_dir, split, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    model = AutoModelForSeq2SeqLM.from_pretrained(broken)
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    with pytest.raises(CorruptModelError, match="not finite"):
+        _extract(broken, split, tmp_path / "store", k=4)
+    assert not (tmp_path / "store" / "manifest.json").exists()
 
 
 def test_split_extraction_equals_single_process(tiny_model_dir, split, tmp_path):

@@ -25,6 +25,10 @@ class VocabMismatchError(KdassertError):
     """Teacher and student do not share a vocabulary, so their logits cannot be compared."""
 
 
+class TrainingDivergedError(KdassertError):
+    """A training run's loss or gradient norm stopped being a finite number."""
+
+
 class CorruptShardError(KdassertError):
     """A teacher-logit shard is truncated, altered or does not match its manifest."""
 
