@@ -6,11 +6,11 @@ clock instead of on the step counter: the learning rate climbs over the first ``
 of the time, stays at its peak, and decays linearly to zero over the last ``decay_ratio``. So
 the decay always ends when the time does, however fast the hardware turns out to be.
 
-The warm-up also lasts at least ``warmup_steps`` optimizer steps. On a GPU the first step carries
-the process's CUDA start-up (14 s on an H200, measured: benchmarks/gpu_stability.py), which is
-longer than a 5% warm-up of a few minutes: on the clock alone the learning rate jumped to its
-peak at step 2, and the route's first H200 teacher went to NaN gradients within 100 steps, while
-the same steps warmed up over 90 steps stayed finite.
+The warm-up also lasts at least ``warmup_steps`` optimizer steps. On a GPU a process's first
+steps carry its CUDA start-up (about 14 s on an H200: benchmarks/gpu_stability.py), as long as
+a 5% warm-up of a few minutes, so on the clock alone the learning rate is near its peak after
+a step or two. The route's first H200 teacher, warmed up that way, had NaN gradients within 100
+steps; the same steps warmed up over 90 steps stayed finite.
 """
 
 from __future__ import annotations
