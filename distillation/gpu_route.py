@@ -109,7 +109,7 @@ class RouteConfig:
                            lr=self.student_lr if student else self.teacher_lr, seed=self.seed,
                            lr_schedule="wsd", max_seconds=max(seconds, 1.0), checkpoints=False,
                            warmup_steps=self.warmup_steps,
-                           logging_steps=100 if self.scale == "full" else 5, progress_bar=False)
+                           logging_steps=25 if self.scale == "full" else 5, progress_bar=False)
 
 
 @dataclass
