@@ -67,14 +67,17 @@ step bench-nodistill runs/bench/v2-table-test2000-all.json \
 step system-student runs/bench/system-with-v2-student.json \
     python benchmarks/system_with_model.py --model "$student" --threads 2 --out runs/bench/system-with-v2-student.json || true
 step grounding-student runs/bench/grounding-v2-student.json \
-    python benchmarks/grounding_onoff.py --model "$student" --modes templates,exemplars --threads 2 \
+    python benchmarks/grounding_onoff.py --model "$student" --modes templates,exemplars --per-project 20 --threads 2 \
         --out runs/bench/grounding-v2-student.json || true
 step system-teacher runs/bench/system-with-v2-teacher.json \
     python benchmarks/system_with_model.py --model "$teacher" --threads 2 --out runs/bench/system-with-v2-teacher.json || true
 
-# issue 18: the teacher-signal stores, then the student sizes (one point at a time; resumable)
+# issue 18: the teacher-signal stores, then the student sizes (one point at a time; resumable).
+# Stores in order of importance (a stopped sweep has the most telling points first): the
+# original logits, the study's full-vocabulary 8 bits, the v2 student's top-32 int4, then
+# the bit width and the k of top-k one at a time.
 step sweep-stores runs/sweep-v2/stores-done kdassert sweep "${sweep_common[@]}" --results runs/sweep-v2/stores.json \
-    --store online,quantized-16bit,quantized-8bit,quantized-4bit,topk-k32-fp16,topk-k32-int8,topk-k32-int4 \
+    --store online,quantized-8bit,topk-k32-int4,quantized-4bit,topk-k32-int8,topk-k8-int8,topk-k128-int8,quantized-16bit \
     --alpha 0,0.5 --temperature 1 --reference student-mini-online-a0.5-T1 && touch runs/sweep-v2/stores-done || true
 step sweep-sizes runs/sweep-v2/sizes-done kdassert sweep "${sweep_common[@]}" --results runs/sweep-v2/sizes.json \
     --student tiny,student-mini,student-small,student --store topk-k32-int4 --alpha 0.5 --temperature 1 \
