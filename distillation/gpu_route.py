@@ -164,6 +164,10 @@ def _stages(config: RouteConfig, clock: Clock, out: Path, work: Path) -> dict:
     summary = {"config": asdict(config), "device": device_summary(), "stages": {},
                "pack": {k: data.pack.manifest[k] for k in ("input_format", "splits", "bench")}}
     summary["models"] = data.check_models(config)
+    if config.scale == "full" and not config.dry_run and not summary["device"]["cuda"]:
+        raise ConfigError("The full-scale route needs a CUDA GPU and none is visible: on a CPU "
+                          "its minutes would train a 74M teacher for a few dozen steps. Use "
+                          "--scale toy to try the route here, or --dry-run to check the pack.")
     plan = _plan(config, clock.left())
     summary["plan_seconds"] = plan
     if config.dry_run:

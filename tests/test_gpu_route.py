@@ -321,6 +321,17 @@ def test_a_failed_route_says_why_in_its_log(pack_dir, tmp_path):
     assert [p.name for p in out.iterdir()] == ["route.log"]
 
 
+def test_the_full_route_refuses_to_train_without_a_gpu(pack_dir, tmp_path, monkeypatch):
+    import torch
+
+    from distillation.gpu_route import RouteConfig, run_route
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        run_route(RouteConfig(pack=str(pack_dir), out_dir=str(tmp_path / "out")))
+    assert "needs a CUDA GPU" in (tmp_path / "out" / "route.log").read_text()
+
+
 def test_a_student_too_large_for_one_returned_file_is_refused(pack_dir):
     from distillation.gpu_route import RouteConfig
     from distillation.route_stages import RouteData
