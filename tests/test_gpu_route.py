@@ -339,3 +339,21 @@ def test_a_student_too_large_for_one_returned_file_is_refused(pack_dir):
     config = RouteConfig(pack=str(pack_dir), scale="toy", teacher="tiny", student="student")
     with pytest.raises(ConfigError, match="would not fit in 15 MiB"):
         RouteData.load(config).check_models(config)
+
+
+@pytest.mark.slow
+def test_stability_check_reports_every_variant(pack_dir, tmp_path):
+    """benchmarks/gpu_stability.py (a device diagnostic) at toy scale: each variant trains, logs
+    every step and is summarised; none goes non-finite on these tiny models."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_stability.py"), "--toy",
+                           "--pack", str(pack_dir), "--steps", "4", "--warmup-steps", "2",
+                           "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "stability.json").read_text())
+    assert len(report["variants"]) == 5
+    for variant in report["variants"].values():
+        assert variant["steps"] == 4 and variant["first_nonfinite_step"] is None
+        assert variant["max_finite_grad_norm"] > 0
