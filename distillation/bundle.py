@@ -4,6 +4,9 @@ The bundled student is what ``--kdassert-model default`` and ``kdassert bench --
 load on a fresh machine. It is replaced only when a benchmark says the new one is better: the
 card records the benchmark it was measured on, and a candidate measured on the same data must
 beat the installed model's strict exact match (``force`` overrides, e.g. for a changed format).
+It must also stay inside the plugin's latency budget (``max_latency_ms``, one-thread p50 from
+the same report): the model runs once per site of every suggesting session, so a student twice
+as slow doubles what every user waits.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pytest_kdassert.core.loading import FORMAT_FILE, default_model_dir, resolve
 logger = logging.getLogger(__name__)
 
 CARD_FILE = "model_card.json"
+MAX_LATENCY_MS = 50.0
+"""The plugin's per-site generation budget: one-thread p50, greedy, batch 1 (issue 15's target)."""
 MAX_BYTES = 25 * 1024 * 1024
 """Size cap of the bundled model (the brief's 25 MB): it ships inside every wheel."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -43,6 +48,8 @@ class BundleConfig:
     """Replace the installed model even when the benchmark does not say the new one is better."""
     notes: str = ""
     """Free text for the card (how it was trained, what is known to be weak)."""
+    max_latency_ms: float = MAX_LATENCY_MS
+    """Refuse a model whose one-thread latency p50 in the report is above this (0: no limit)."""
 
 
 def bundle_model(config: BundleConfig) -> Path:
@@ -52,6 +59,7 @@ def bundle_model(config: BundleConfig) -> Path:
     report = _load_report(config.bench)
     row = _find_row(report, config.row, source)
     card = model_card(source, report, row, config.notes)
+    _check_latency(card, config.max_latency_ms)
     _check_better(target, card, config.force)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as staging:
         staged = Path(staging) / "model"
@@ -102,6 +110,20 @@ def model_card(source: Path, report: dict, row: dict, notes: str) -> dict:
         },
         "notes": notes,
     }
+
+
+def _check_latency(card: dict, limit_ms: float) -> None:
+    if not limit_ms:
+        return
+    p50 = card["benchmark"]["latency_p50_ms_1thread"]
+    if p50 is None:
+        raise ConfigError("The report has no one-thread latency for this model: benchmark it with "
+                          "--latency-examples 50 (on a quiet machine), or pass --max-latency-ms 0.")
+    if p50 > limit_ms:
+        raise ConfigError(
+            f"Not bundling: its one-thread latency p50 is {p50:.1f} ms, over the plugin's budget of "
+            f"{limit_ms:g} ms per site. If the machine was busy while it was measured, benchmark "
+            "it again on a quiet one; --max-latency-ms raises the budget.")
 
 
 def _check_better(target: Path, card: dict, force: bool) -> None:

@@ -281,20 +281,22 @@ def _floats(text: str) -> tuple[float, ...]:
               help="Install somewhere else than the package's default_model/.")
 @click.option("--force", is_flag=True, help="Replace the bundled model even if the benchmark says it is not better.")
 @click.option("--notes", default="", help="Free text for the model card.")
-def bundle_command(model, bench, row, out_dir, force, notes):
+@click.option("--max-latency-ms", default=50.0, show_default=True,
+              help="Refuse a model whose one-thread latency p50 in the report is above this (0: no limit).")
+def bundle_command(model, bench, row, out_dir, force, notes, max_latency_ms):
     """Install a trained student as the bundled default model (`--kdassert-model default`).
 
     Writes safetensors weights, config, tokenizer, input format and model_card.json
-    (training settings, benchmark metrics, date). Refuses models over 25 MB, and refuses to
-    replace the bundled model unless the new one has a higher strict exact match on the same
-    benchmark data.
+    (training settings, benchmark metrics, date). Refuses models over 25 MB or slower than the
+    plugin's latency budget (one-thread p50 from the report), and refuses to replace the
+    bundled model unless the new one has a higher strict exact match on the same benchmark data.
 
     \b
       kdassert bundle runs/cpu/students/NAME/final --bench runs/bench-test.json
     """
     from distillation.bundle import BundleConfig, bundle_model
 
-    target = bundle_model(BundleConfig(model, bench, row, out_dir, force, notes))
+    target = bundle_model(BundleConfig(model, bench, row, out_dir, force, notes, max_latency_ms))
     click.echo(f"bundled {model} into {target}")
 
 

@@ -11,10 +11,11 @@ from pytest_kdassert.core.errors import ConfigError, DataError
 from pytest_kdassert.core.loading import load_seq2seq
 
 
-def _report(path, model_dir, exact, data="test.jsonl"):
+def _report(path, model_dir, exact, data="test.jsonl", p50_ms=12.5):
+    latency = {"cpu_latency_1thread": {"p50_ms": p50_ms}} if p50_ms is not None else {}
     row = {"name": "student", "kind": "model", "path": str(model_dir),
            "metrics": {"exact_match": exact, "lenient_match": exact},
-           "size": {"parameters": 1234}, "speed": {"cpu_latency_1thread": {"p50_ms": 12.5}}}
+           "size": {"parameters": 1234}, "speed": latency}
     retrieval = {"name": "retrieval", "kind": "retrieval", "path": None,
                  "metrics": {"exact_match": 0.01}, "size": {}, "speed": {}}
     path.write_text(json.dumps({"config": {"data": data, "beams": 5}, "examples": 10,
@@ -66,3 +67,18 @@ def test_bundle_errors_are_clear(tmp_path, tiny_model_dir):
     with pytest.raises(DataError):
         bundle_model(BundleConfig(str(tiny_model_dir), str(tmp_path / "missing.json"), out_dir=str(tmp_path / "x")))
     assert not (tmp_path / "x").exists()
+
+
+def test_bundle_keeps_the_plugin_inside_its_latency_budget(tmp_path, tiny_model_dir):
+    out = str(tmp_path / "default")
+    slow = _report(tmp_path / "slow.json", tiny_model_dir, 0.5, p50_ms=70.9)
+    with pytest.raises(ConfigError, match="latency p50 is 70.9 ms, over the plugin's budget of 50 ms"):
+        bundle_model(BundleConfig(str(tiny_model_dir), str(slow), out_dir=out))
+    unmeasured = _report(tmp_path / "unmeasured.json", tiny_model_dir, 0.5, p50_ms=None)
+    with pytest.raises(ConfigError, match="--latency-examples"):
+        bundle_model(BundleConfig(str(tiny_model_dir), str(unmeasured), out_dir=out))
+    assert not (tmp_path / "default").exists()
+    result = CliRunner().invoke(main, ["bundle", str(tiny_model_dir), "--bench", str(slow), "-o", out,
+                                       "--max-latency-ms", "80"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "default" / CARD_FILE).read_text())["benchmark"]["latency_p50_ms_1thread"] == 70.9
