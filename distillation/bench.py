@@ -209,6 +209,19 @@ class Row:
     per_example: list = field(default_factory=list)
 
 
+def warn_if_few_projects(config: BenchConfig, kept: list) -> None:
+    """``--limit`` keeps a file's first examples, and mined files are grouped by project: a
+    limit can silently turn a benchmark of 15 projects into one of 2. Say so."""
+    from pytest_kdassert.core.records import read_examples
+
+    kept_projects = {e.project for e in kept}
+    all_projects = {e.project for e in read_examples(config.data)}
+    if len(kept_projects) < len(all_projects):
+        logger.warning("--limit %d keeps the first %d examples of %s: %d of its %d projects. For a "
+                       "sample of every project: kdassert sample DATA_DIR -o OUT --test N.",
+                       config.limit, len(kept), config.data, len(kept_projects), len(all_projects))
+
+
 def run_bench(config: BenchConfig) -> dict:
     """Benchmark every row of ``config``; writes the report and predictions unless ``out`` is None."""
     import torch
@@ -216,6 +229,8 @@ def run_bench(config: BenchConfig) -> dict:
     examples = load_examples(config.data, config.limit)
     if not examples:
         raise DataError(f"{config.data} holds no examples to benchmark.")
+    if config.limit is not None:
+        warn_if_few_projects(config, examples)
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -279,3 +279,23 @@ def test_add_to_a_report_with_damaged_predictions_is_a_clean_error(bench_run, tm
                          out=None, beams=2, latency_examples=0, memory=False, add_to=str(report))
     with pytest.raises(ConfigError, match="damaged or from another report"):
         run_bench(config)
+
+
+def test_a_limit_that_drops_projects_is_called_out(tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from distillation.bench import warn_if_few_projects
+    from pytest_kdassert.core.records import load_examples, write_examples
+
+    examples = [dataclasses.replace(e, project="a" if i < 4 else "b", id=f"x{i}")
+                for i, e in enumerate(make_examples(8, seed=2))]
+    path = tmp_path / "test.jsonl"
+    write_examples(path, examples)
+    with caplog.at_level(logging.WARNING, logger="distillation.bench"):
+        warn_if_few_projects(BenchConfig(data=str(path), train="t", limit=4), load_examples(path, 4))
+    assert "--limit 4 keeps the first 4 examples" in caplog.text and "1 of its 2 projects" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="distillation.bench"):
+        warn_if_few_projects(BenchConfig(data=str(path), train="t", limit=5), load_examples(path, 5))
+    assert caplog.text == ""
