@@ -7,6 +7,7 @@ Library errors (``KdassertError``) become clean one-line messages, never traceba
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -348,6 +349,12 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
     click.echo(f"report: {out}")
 
 
+def _check_reference(summary: dict, reference: str | None) -> None:
+    if reference is not None and reference not in summary["points"]:
+        raise click.BadParameter(f"no point {reference!r}; the points are {', '.join(summary['points'])}",
+                                 param_hint="--reference")
+
+
 @main.command("sweep")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with TrainConfig keys (as for `kdassert train`).")
@@ -379,13 +386,26 @@ def bench_command(data, models, teacher, train, out, limit, beams, batch_size, l
 @click.option("--results", help="Results cache (default: <out>/sweep.json).")
 @click.option("--reference", help="Point the printed table tests every row against (exact McNemar "
                                   "on exact match; default: the best point).")
+@click.option("--report-only", is_flag=True,
+              help="Print the table of the points in --results so far and train nothing (e.g. "
+                   "while the sweep runs in the background).")
 def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students, stores, teacher,
                   max_steps, teacher_max_steps, epochs, batch_size, bench_data, bench_limit,
-                  bench_exemplar_pool, beams, latency_examples, results, reference):
+                  bench_exemplar_pool, beams, latency_examples, results, reference, report_only):
     """Train and benchmark a student x teacher signal x alpha x T grid; finished points are skipped."""
     from distillation.pipeline import load_train_config
-    from distillation.sweep import SweepConfig, run_sweep
+    from distillation.sweep import SweepConfig, load_results, run_sweep
     from distillation.sweep_report import sweep_table
+
+    if report_only:
+        if not results or not Path(results).is_file():
+            raise click.BadParameter("--report-only reads an existing results file: give its path",
+                                     param_hint="--results")
+        summary = load_results(Path(results))
+        _check_reference(summary, reference)
+        click.echo(sweep_table(summary, reference=reference))
+        click.echo(f"{len(summary['points'])} grid points in {results}")
+        return
 
     base = load_train_config(config_path, data_dir=data_dir, out_dir=out_dir, teacher=teacher,
                              max_steps=max_steps, teacher_max_steps=teacher_max_steps,
@@ -396,9 +416,7 @@ def sweep_command(config_path, data_dir, out_dir, alphas, temperatures, students
                          bench_exemplar_pool=bench_exemplar_pool, beams=beams,
                          latency_examples=latency_examples, results=results)
     summary = run_sweep(config)
-    if reference is not None and reference not in summary["points"]:
-        raise click.BadParameter(f"no point {reference!r}; the points are {', '.join(summary['points'])}",
-                                 param_hint="--reference")
+    _check_reference(summary, reference)
     click.echo(sweep_table(summary, reference=reference))
     click.echo(f"{len(summary['points'])} grid points in {config.results_path()}")
 

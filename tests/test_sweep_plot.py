@@ -243,3 +243,13 @@ def test_sweep_cli_grid_of_stores_and_students(tmp_path, fake_train):
     assert unknown.exit_code == 2 and "no point 'nope'" in unknown.output
     bad = CliRunner().invoke(main, [*args, "--store", "topk-k32"])
     assert bad.exit_code == 1 and "Unknown teacher signal 'topk-k32'" in bad.output
+    results = str(tmp_path / "runs" / "sweep.json")
+    trained = len(fake_train)
+    report = CliRunner().invoke(main, ["sweep", "--results", results, "--report-only",
+                                       "--reference", "tiny-online-a0.5-T1"])
+    assert report.exit_code == 0, report.output
+    points = len(json.loads((tmp_path / "runs" / "sweep.json").read_text())["points"])
+    assert "ref = tiny-online-a0.5-T1" in report.output and f"{points} grid points" in report.output
+    assert len(fake_train) == trained  # nothing trained
+    missing = CliRunner().invoke(main, ["sweep", "--report-only", "--results", str(tmp_path / "no.json")])
+    assert missing.exit_code == 2 and "existing results file" in missing.output
