@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from distillation.bench import BenchConfig, Seq2SeqPredictor, cpu_latency, format_table, run_bench
+from distillation.bench import BenchConfig, Seq2SeqPredictor, format_table, run_bench
+from distillation.bench_speed import cpu_latency
 from distillation.models import build_model, count_parameters
 from distillation.tokenizer import TokenizerConfig, train_tokenizer
 from pytest_kdassert.core.generate import GenerationConfig

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distillation import metrics as m
+from distillation.bench_speed import cpu_latency, measure_latency, measure_rss
 from distillation.progress import progress
 from pytest_kdassert.core.atomic import atomic_write, write_text_atomic
 from pytest_kdassert.core.errors import ConfigError, DataError
@@ -170,31 +169,6 @@ def agrees(prediction: str, teacher: str) -> bool:
         prediction.strip() == teacher.strip() and not m.parses(teacher))
 
 
-def measure_latency(predict: Callable[[list[str]], object], sources: Sequence[str],
-                    warmup: int = 2) -> dict:
-    """p50/p95 milliseconds of ``predict([source])`` over ``sources``, one at a time."""
-    for source in sources[:warmup]:
-        predict([source])
-    times = []
-    for source in sources:
-        start = time.perf_counter()
-        predict([source])
-        times.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": m.percentile(times, 50), "p95_ms": m.percentile(times, 95), "n": len(times)}
-
-
-def cpu_latency(predict, sources: Sequence[str]) -> dict:
-    """:func:`measure_latency` with torch limited to one thread (restored afterwards)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return measure_latency(predict, sources)
-    finally:
-        torch.set_num_threads(threads)
-
-
 @dataclass(eq=False)
 class Row:
     """One line of the report: a model or baseline with its predictions and measurements."""
@@ -335,35 +309,6 @@ def merge_rows(kept: list[Row], new: list[Row]) -> list[Row]:
     by_name = {row.name: row for row in new}
     merged = [by_name.pop(row.name, row) for row in kept]
     return merged + [row for row in new if row.name in by_name]
-
-
-def probe_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dict:
-    """Peak RSS of this process after loading ``spec`` and generating for ``sources``."""
-    import resource
-
-    import torch  # noqa: F401 - counted in the baseline
-    import transformers  # noqa: F401
-
-    from pytest_kdassert.core.loading import load_seq2seq
-
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    model, tokenizer = load_seq2seq(spec)
-    generate_candidates(model, tokenizer, sources, GenerationConfig(num_beams=beams, batch_size=batch_size))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"rss_after_imports_bytes": baseline, "peak_rss_bytes": peak}
-
-
-def measure_rss(spec: str, sources: list[str], beams: int, batch_size: int) -> dict:
-    """:func:`probe_rss` in a fresh Python process, so other rows do not inflate it."""
-    code = ("import json, sys\nfrom distillation.bench import probe_rss\n"
-            "a = json.load(sys.stdin)\nprint(json.dumps(probe_rss(*a)))")
-    payload = json.dumps([spec, sources, beams, batch_size])
-    done = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
-                          text=True, timeout=600, check=False)
-    if done.returncode != 0:
-        logger.warning("peak RSS probe failed for %s: %s", spec, done.stderr.strip()[-300:])
-        return {}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def resolve_device(device: str) -> str:

@@ -13,11 +13,11 @@ from distillation.bench import (
     Row,
     build_report,
     format_table,
-    measure_latency,
     parse_model_spec,
     run_bench,
     score_predictions,
 )
+from distillation.bench_speed import measure_latency
 from distillation.cli import main
 from distillation.retrieval import RetrievalBaseline, RetrievalConfig
 from pytest_kdassert.core.errors import ConfigError
@@ -189,7 +189,7 @@ def test_report_schema(bench_run):
 
 
 def test_probe_rss_reports_process_peak(short_model_dir):
-    from distillation.bench import probe_rss
+    from distillation.bench_speed import probe_rss
 
     rss = probe_rss(str(short_model_dir), ["def f(): pass"], beams=1, batch_size=1)
     assert rss["peak_rss_bytes"] >= rss["rss_after_imports_bytes"] > 10**7
